@@ -1,0 +1,23 @@
+# The two commands of the README. Each does all set-up itself (scripts/setup.sh, idempotent).
+#   make study   run the whole study (dvc repro at the default CPU scale)
+#   make test    run the tests
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup study test lint bench
+setup:
+	@bash scripts/setup.sh
+
+study: setup
+	dvc repro
+
+test: setup
+	python -m pytest -n 2 --dist loadgroup
+
+lint: setup
+	ruff check lib tests benchmarks && ruff format --check lib tests benchmarks
+
+bench: setup
+	python benchmarks/bench_render.py

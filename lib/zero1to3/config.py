@@ -1,0 +1,80 @@
+"""Stage configurations: frozen dataclasses, one per stage, with a docstring per field.
+
+Values live in `params.yaml` (and, identically, in each notebook's `parameters` cell); these
+classes only name and check them. `from_dict` rejects unknown keys, naming the valid ones, so a
+typo in `params.yaml` is an error rather than a silently ignored knob.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Self
+
+
+class _FromDict:
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        """Build the config from a mapping; unknown or missing keys are errors that list the valid ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys: {names}")
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError(f"missing {cls.__name__} keys {missing}; all of {names} are required")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderConfig(_FromDict):
+    """Stage 01: render the multi-view dataset."""
+
+    seed: int
+    """Seeds the split and every object's cameras and lighting."""
+    num_train: int
+    """Procedural objects in the training split."""
+    num_val: int
+    """Procedural objects in the validation split."""
+    num_test: int
+    """Procedural objects in the test split (held out)."""
+    zero_shot: list[str]
+    """Named everyday objects rendered for zero-shot evaluation (keys of `objects.ZERO_SHOT_OBJECTS`)."""
+    num_views: int
+    """Views rendered per object (the paper renders 12)."""
+    resolution_px: int
+    """Square image size in pixels (the paper renders 512 and trains at 256)."""
+    samples_per_pixel: int
+    """Cycles path-tracing samples per pixel (the paper uses 128, denoised)."""
+    radius_min: float
+    """Smallest camera distance to the object centre (paper: 1.5)."""
+    radius_max: float
+    """Largest camera distance (paper: 2.2)."""
+    polar_min_deg: float
+    """Camera polar angles are kept in [polar_min_deg, polar_max_deg]; 0-180 is the paper's whole sphere."""
+    polar_max_deg: float
+    """Upper end of the polar band, in degrees from +Z."""
+    num_workers: int
+    """Render processes (each runs Blender); the CPU's cores are shared between them."""
+    data_dir: str
+    """Where renders (`renders/<object>/`) and the split manifest (`manifest.json`) go."""
+    results_dir: str
+    """Where figures (`render/`) and metrics (`metrics/render.json`) go."""
+
+    def __post_init__(self) -> None:
+        if self.num_views < 1:
+            raise ValueError(f"`num_views` must be >= 1, got {self.num_views}")
+        if self.resolution_px < 8:
+            raise ValueError(f"`resolution_px` must be >= 8, got {self.resolution_px}")
+        if self.samples_per_pixel < 1:
+            raise ValueError(f"`samples_per_pixel` must be >= 1, got {self.samples_per_pixel}")
+        if self.num_workers < 1:
+            raise ValueError(f"`num_workers` must be >= 1, got {self.num_workers}")
+
+    def render_settings(self) -> dict[str, Any]:
+        """The fields that change an object's images: a finished object is reused only if they match."""
+        keys = ("seed", "num_views", "resolution_px", "samples_per_pixel", "radius_min", "radius_max")
+        return {k: getattr(self, k) for k in keys} | {"polar_deg": [self.polar_min_deg, self.polar_max_deg]}

@@ -1,0 +1,56 @@
+"""Paths and file writing shared by the stages: atomic writes, flat metrics JSON, the project root."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+PROJECT_MARKER = "dvc.yaml"
+
+
+def find_project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: the working directory) holding `dvc.yaml`.
+
+    Notebooks call this so that they run the same from `notebooks/` in Jupyter and from the
+    repository root under papermill.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_MARKER).is_file():
+            return folder
+    raise FileNotFoundError(f"no {PROJECT_MARKER} found in {here} or any folder above it; run from the repository")
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_metrics(path: str | Path, metrics: dict[str, float | int]) -> None:
+    """Write a flat metrics file (`dvc metrics show` reads it): string keys, finite numbers only."""
+    for key, value in metrics.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"metrics must be flat str -> number; got {key!r}: {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"metric {key!r} is not finite: {value}")
+    write_json_atomic(path, metrics)
