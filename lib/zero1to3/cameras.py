@@ -72,7 +72,7 @@ def cartesian_to_spherical(
     radius = np.sqrt(x * x + y * y + z * z)
     polar_rad = np.arctan2(np.sqrt(x * x + y * y), z)
     azimuth_rad = np.arctan2(y, x)
-    return polar_rad, azimuth_rad, radius
+    return np.asarray(polar_rad), np.asarray(azimuth_rad), np.asarray(radius)
 
 
 def look_at(

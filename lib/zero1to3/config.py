@@ -8,12 +8,14 @@ typo in `params.yaml` is an error rather than a silently ignored knob.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Self
+from typing import Any, TypeVar
+
+_C = TypeVar("_C", bound="_FromDict")
 
 
 class _FromDict:
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Self:
+    def from_dict(cls: type[_C], values: dict[str, Any]) -> _C:
         """Build the config from a mapping; unknown or missing keys are errors that list the valid ones."""
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(names))

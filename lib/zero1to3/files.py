@@ -46,7 +46,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def write_metrics(path: str | Path, metrics: dict[str, float | int]) -> None:
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     """Write a flat metrics file (`dvc metrics show` reads it): string keys, finite numbers only."""
     for key, value in metrics.items():
         if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):

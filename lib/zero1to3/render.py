@@ -192,6 +192,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: RenderConfig, threads: int) -> None:
+    # Blender prints a line per saved frame from C; silence the worker's stdout (stderr still shows errors).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     import bpy  # noqa: F401  (imported here only: bpy is heavy and global)
 
     _WORKER["cfg"] = cfg

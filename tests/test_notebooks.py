@@ -1,0 +1,69 @@
+"""Notebooks are thin, carry a `parameters` cell equal to params.yaml, and run under smoke params."""
+
+import ast
+import json
+import re
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import REPO
+from zero1to3 import cli
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+def parameters_cell(nb):
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"want exactly one cell tagged 'parameters', found {len(cells)}"
+    return cells[0]
+
+
+def parameter_defaults(nb) -> dict:
+    values = {}
+    for node in ast.parse(parameters_cell(nb).source).body:
+        assert isinstance(node, ast.AnnAssign), f"parameters cell holds only annotated literals: {ast.unparse(node)}"
+        values[node.target.id] = ast.literal_eval(node.value)
+    return values
+
+
+def test_every_stage_has_its_notebook():
+    assert {nb.name for nb in NOTEBOOKS} == set(cli.STAGES.values())
+
+
+@pytest.mark.parametrize("stage", list(cli.STAGES))
+def test_parameters_cell_defaults_equal_params_yaml(stage):
+    nb = nbformat.read(REPO / "notebooks" / cli.STAGES[stage], as_version=4)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())[stage]
+    assert parameter_defaults(nb) == params
+    for line in parameters_cell(nb).source.splitlines():  # each documented for `papermill --help-notebook`
+        assert re.match(r"^\w+: \w+ = .+  # \S", line), f"parameter line lacks annotation or comment: {line!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_thin_and_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert "\n> " in nb.cells[0].source  # nbdev-style one-line subtitle
+    assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
+        assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
+        assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions and classes belong in lib/"
+
+
+@pytest.mark.xdist_group("blender")
+def test_render_notebook_runs_under_smoke_params(tmp_path):
+    params = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())
+    params["render"] |= {"data_dir": str(tmp_path / "data"), "results_dir": str(tmp_path / "results")}
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out = cli.run_stage("render", params_path, tmp_path / "01_render.ipynb")
+    executed = nbformat.read(out, as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+    for name in ("contact_sheet.png", "camera_positions.png", "camera_angles.png", "env.json"):
+        assert (tmp_path / "results" / "render" / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "results" / "metrics" / "render.json").read_text())
+    assert metrics["objects_train"] == 3 and metrics["objects_zero_shot"] == 1 and metrics["views_total"] == 12
+    assert json.loads((tmp_path / "data" / "manifest.json").read_text())["split"]["zero_shot"] == ["duck"]
