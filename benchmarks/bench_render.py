@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import tempfile
-from pathlib import Path
 
 from zero1to3 import files, objects, render
 from zero1to3.config import RenderConfig
@@ -47,9 +46,21 @@ def main() -> None:
     args = parser.parse_args()
 
     base = RenderConfig(
-        seed=0, num_train=0, num_val=0, num_test=0, zero_shot=[], num_views=12, resolution_px=64,
-        samples_per_pixel=32, radius_min=1.5, radius_max=2.2, polar_min_deg=0.0, polar_max_deg=180.0,
-        num_workers=1, data_dir="", results_dir="",
+        seed=0,
+        num_train=0,
+        num_val=0,
+        num_test=0,
+        zero_shot=[],
+        num_views=12,
+        resolution_px=64,
+        samples_per_pixel=32,
+        radius_min=1.5,
+        radius_max=2.2,
+        polar_min_deg=0.0,
+        polar_max_deg=180.0,
+        num_workers=1,
+        data_dir="",
+        results_dir="",
     )  # fmt: skip  (the default study's render settings)
     sources = [objects.random_urdf_source(i) for i in range(args.objects)]
     measure(sources[:2], base)  # warm the file cache and Blender's kernels once

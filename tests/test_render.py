@@ -116,11 +116,12 @@ def test_broken_mesh_is_reported_recorded_and_skipped(tmp_path):
 def test_rerun_reuses_finished_objects_and_redoes_changed_settings(tmp_path):
     sources = [objects.random_urdf_source(3)]
     cfg = _cfg(tmp_path)
-    render.render_objects(sources, split_of(sources), cfg, progress=False)
+    first = render.render_objects(sources, split_of(sources), cfg, progress=False)
     png = tmp_path / "data" / "renders" / "urdf_003" / "000.png"
     stamp = png.stat().st_mtime_ns
     again = render.render_objects(sources, split_of(sources), cfg, progress=False)
     assert [r.status for r in again.results] == ["cached"] and png.stat().st_mtime_ns == stamp
+    assert render.dataset_metrics(again, cfg) == render.dataset_metrics(first, cfg)  # resumed = same figures
     bigger = render.render_objects(sources, split_of(sources), dataclasses.replace(cfg, resolution_px=24), False)
     assert [r.status for r in bigger.results] == ["ok"]
     assert data.load_object(cfg.data_dir, "urdf_003").rgba.shape[1] == 24
@@ -168,6 +169,6 @@ def test_summary_metrics_and_table(rendered):
     cfg, summary = rendered
     metrics = render.dataset_metrics(summary, cfg)
     assert metrics["objects_train"] == 2 and metrics["views_total"] == 4 and metrics["objects_failed"] == 0
-    assert metrics["ms_per_view_this_run"] > 0
+    assert metrics["render_ms_per_view"] > 0
     table = render.summary_table(summary, cfg)
     assert "| train | 2 | 4 | 0 |" in table

@@ -63,6 +63,7 @@ def camera_positions(views: list[data.ObjectViews], size_in: float = 5.0) -> Fig
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_zlabel("z (up)")
+    ax.tick_params(labelsize=6)
     lim = 2.3
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
@@ -77,7 +78,8 @@ def polar_histogram(polar_deg: np.ndarray, radius: np.ndarray, size_in: float = 
     """Histograms of every rendered view's polar angle and camera distance."""
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(size_in, size_in / 2.4))
     ax0.hist(polar_deg, bins=36, range=(0, 180), color="C0")
-    ax0.set_xlabel("polar angle from +Z (deg); elevation = 90 - polar")
+    ax0.set_xlabel("polar angle from +Z (deg)")
+    ax0.set_title("elevation = 90° - polar", fontsize=8)
     ax0.set_ylabel("views")
     ax1.hist(radius, bins=20, color="C1")
     ax1.set_xlabel("camera distance (world units)")

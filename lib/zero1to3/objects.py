@@ -119,6 +119,14 @@ def source_for(object_id: str, data_dir: Path | None = None) -> ObjectSource:
     return zero_shot_source(object_id, data_dir)
 
 
+def display_path(path: Path) -> str:
+    """A mesh path as shown in messages and the manifest: relative to pybullet_data when it lies there."""
+    try:
+        return "pybullet_data/" + Path(path).relative_to(pybullet_data_dir()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def object_seed(seed: int, object_id: str) -> np.random.Generator:
     """The object's own generator: depends on the stage seed and the id, not on render order."""
     return np.random.default_rng([seed, zlib.crc32(object_id.encode())])
@@ -142,13 +150,13 @@ def load_normalised_mesh(source: ObjectSource) -> trimesh.Trimesh:
         loaded = trimesh.load(source.mesh_path, force="mesh", process=False)
     except Exception as err:  # trimesh raises many types for bad files; we name the file and keep the cause
         raise MeshError(
-            f"{source.object_id}: cannot read mesh {source.mesh_path}: {type(err).__name__}: {err}"
+            f"{source.object_id}: cannot read mesh {display_path(source.mesh_path)}: {type(err).__name__}: {err}"
         ) from err
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.vertices) == 0 or len(loaded.faces) == 0:
-        raise MeshError(f"{source.object_id}: mesh {source.mesh_path} holds no triangles")
+        raise MeshError(f"{source.object_id}: mesh {display_path(source.mesh_path)} holds no triangles")
     mesh = loaded
     if not np.all(np.isfinite(mesh.vertices)):
-        raise MeshError(f"{source.object_id}: mesh {source.mesh_path} has non-finite vertex coordinates")
+        raise MeshError(f"{source.object_id}: mesh {display_path(source.mesh_path)} has non-finite vertex coordinates")
     transform = np.diag([*source.scale, 1.0])
     if source.up_axis == "Y":
         transform = trimesh.transformations.rotation_matrix(math.pi / 2, [1, 0, 0]) @ transform

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bar: readable in papermill logs and executed notebooks
 
 from zero1to3 import cameras, files, objects
 from zero1to3.config import RenderConfig
@@ -53,6 +53,7 @@ class ObjectResult:
     """`ok` (rendered now), `cached` (finished earlier with the same settings) or `failed`."""
     error: str | None
     seconds: float
+    """Time the object took to render (when `cached`: the time recorded when it was rendered)."""
     views: int
     """Views rendered by this run (0 when cached or failed)."""
 
@@ -125,8 +126,9 @@ def render_objects(
     settings = cfg.render_settings()
     todo, results = [], []
     for source in sources:
-        if _is_finished(renders / source.object_id, settings):
-            results.append(ObjectResult(source.object_id, "cached", None, 0.0, 0))
+        meta = _finished_meta(renders / source.object_id, settings)
+        if meta is not None:
+            results.append(ObjectResult(source.object_id, "cached", None, meta["render_seconds"], 0))
         else:
             todo.append(source)
 
@@ -139,7 +141,10 @@ def render_objects(
             min(cfg.num_workers, len(todo)), mp.get_context("spawn"), initializer=_init_worker, initargs=(cfg, threads)
         ) as pool:
             jobs = [pool.submit(_render_one_safe, (s, str(renders))) for s in todo]
-            for job in tqdm(as_completed(jobs), total=len(jobs), desc="render", unit="obj", disable=not progress):
+            bar = tqdm(
+                as_completed(jobs), total=len(jobs), desc="render", unit="obj", mininterval=10, disable=not progress
+            )
+            for job in bar:
                 result = job.result()
                 if result.status == "failed":
                     logger.warning("object %s failed and is skipped: %s", result.object_id, result.error)
@@ -152,7 +157,8 @@ def render_objects(
         "split": ok_split,
         "failed": {r.object_id: r.error for r in results if r.status == "failed"},
         "objects": {
-            s.object_id: {"mesh_path": _portable(s.mesh_path), "status": status[s.object_id].status} for s in sources
+            s.object_id: {"mesh_path": objects.display_path(s.mesh_path), "status": status[s.object_id].status}
+            for s in sources
         },
     }
     manifest_path = Path(cfg.data_dir) / MANIFEST_NAME
@@ -162,27 +168,20 @@ def render_objects(
     return RenderSummary(manifest_path, ok_split, split, results, time.perf_counter() - start)
 
 
-def _portable(path: Path) -> str:
-    """Mesh path relative to pybullet_data when it lies there (so the manifest has no machine paths)."""
-    try:
-        return "pybullet_data/" + str(Path(path).relative_to(objects.pybullet_data_dir()))
-    except ValueError:
-        return str(path)
-
-
-def _is_finished(folder: Path, settings: dict[str, Any]) -> bool:
+def _finished_meta(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The meta of an object finished earlier with the same settings; else `None` (and its folder removed)."""
     meta_path = folder / META_NAME
     if not meta_path.is_file():
         if folder.exists():  # an object folder without its meta (e.g. written by hand): redo it
             shutil.rmtree(folder)
-        return False
+        return None
     meta = json.loads(meta_path.read_text())
     complete = meta.get("settings") == settings and all(
         (folder / f"{i:03d}.{ext}").is_file() for i in range(settings["num_views"]) for ext in ("png", "npy")
     )
     if not complete:
         shutil.rmtree(folder)
-    return complete
+    return meta if complete else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,9 +206,9 @@ def _render_one_safe(job: tuple[objects.ObjectSource, str]) -> ObjectResult:
     start = time.perf_counter()
     partial = Path(renders) / f"{source.object_id}.partial"
     try:
-        views = render_object(source, partial, _WORKER["cfg"])
+        meta = render_object(source, partial, _WORKER["cfg"])
         os.replace(partial, Path(renders) / source.object_id)
-        return ObjectResult(source.object_id, "ok", None, time.perf_counter() - start, views)
+        return ObjectResult(source.object_id, "ok", None, meta["render_seconds"], len(meta["polar_deg"]))
     except Exception as err:  # reported per object; the dataset run goes on (nothing is substituted)
         shutil.rmtree(partial, ignore_errors=True)
         return ObjectResult(source.object_id, "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start, 0)
@@ -257,11 +256,12 @@ def _setup_scene(cfg: RenderConfig, threads: int) -> Any:
     return scene
 
 
-def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig) -> int:
-    """Render one object's views into `out_dir` (runs in a worker that has bpy). Returns the view count."""
+def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig) -> dict[str, Any]:
+    """Render one object's views into `out_dir` (runs in a worker that has bpy). Returns its meta."""
     import bpy
     from mathutils import Euler, Matrix
 
+    start = time.perf_counter()
     scene = _WORKER["scene"]
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -321,9 +321,10 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
         "polar_deg": np.degrees(polar).tolist(),
         "azimuth_deg": np.degrees(azimuth).tolist(),
         "radius": radius.tolist(),
+        "render_seconds": round(time.perf_counter() - start, 4),
     }
     files.write_json_atomic(out_dir / META_NAME, meta)  # written last: marks the object complete
-    return len(c2w)
+    return meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,21 +332,23 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
 
 
 def dataset_metrics(summary: RenderSummary, cfg: RenderConfig) -> dict[str, float]:
-    """Flat counts and timings of a render run, for `results/metrics/render.json`."""
-    rendered = [r for r in summary.results if r.status == "ok"]
-    seconds_rendering = sum(r.seconds for r in rendered)
+    """Flat counts and render cost of the dataset, for `results/metrics/render.json`.
+
+    The cost is that of the whole dataset as rendered (per-object times are kept in each
+    `meta.json`), so a resumed run reports the same figures as an uninterrupted one.
+    """
+    done = [r for r in summary.results if r.status != "failed"]
+    views = cfg.num_views * len(done)
     metrics: dict[str, float] = {f"objects_{name}": len(ids) for name, ids in summary.split.items()}
     metrics |= {
         "objects_failed": len(summary.failed),
         "views_per_object": cfg.num_views,
-        "views_total": cfg.num_views * sum(len(ids) for ids in summary.split.values()),
+        "views_total": views,
         "resolution_px": cfg.resolution_px,
         "samples_per_pixel": cfg.samples_per_pixel,
-        "views_rendered_this_run": summary.views_rendered,
-        "wall_seconds_this_run": round(summary.seconds, 2),
     }
-    if summary.views_rendered:
-        metrics["ms_per_view_this_run"] = round(1000.0 * seconds_rendering / summary.views_rendered, 2)
+    if views:
+        metrics["render_ms_per_view"] = round(1000.0 * sum(r.seconds for r in done) / views, 2)
     return metrics
 
 
