@@ -1,0 +1,453 @@
+"""Models: build, expand, save and load the Zero-1-to-3 components (ecosystem classes throughout).
+
+Components are the diffusers / transformers classes the checkpoints circulate in: `AutoencoderKL`,
+`UNet2DConditionModel` (8 input channels), `CLIPVisionModelWithProjection` (+ `CLIPImageProcessor`),
+a `DDPMScheduler`, and the paper's `conditioning.CCProjection`. On disk they use the diffusers folder
+layout of the converted zero123 checkpoints: `unet/ vae/ image_encoder/ feature_extractor/ scheduler/
+cc_projection/` and a top-level `model_index.json`. The original single-file `.ckpt` is converted by
+`zero1to3.convert.load_zero123_ckpt`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from zero1to3.conditioning import CCProjection
+from zero1to3.files import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+# Noise schedule of the paper (spec 3.1): 1000 steps, LDM "linear" = diffusers "scaled_linear",
+# betas = linspace(sqrt(0.00085), sqrt(0.012), 1000)^2.
+NUM_TRAIN_TIMESTEPS = 1000
+BETA_START = 0.00085
+BETA_END = 0.012
+BETA_SCHEDULE = "scaled_linear"
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# SD-v1 VAE latent scale (spec 3.1 `scale_factor`): makes the diffusion target roughly unit variance.
+SD_VAE_SCALING_FACTOR = 0.18215
+# OpenAI CLIP normalisation (spec 3.1, FrozenCLIPImageEmbedder).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+FORMAT_NAME = "Zero123Components"
+# Folder layouts we read: ours, and the converted zero123 folders (diffusers community pipeline).
+ACCEPTED_CLASS_NAMES = (FORMAT_NAME, "Zero1to3StableDiffusionPipeline")
+CC_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def make_noise_scheduler(prediction_type: str = "epsilon", **overrides: Any) -> DDPMScheduler:
+    """Training noise scheduler with the paper's schedule; `prediction_type` is epsilon / v_prediction / sample."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    config = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END,
+                  beta_schedule=BETA_SCHEDULE, prediction_type=prediction_type, clip_sample=False)  # fmt: skip
+    return DDPMScheduler(**(config | overrides))
+
+
+def make_ddim_scheduler(noise_scheduler: DDPMScheduler | DDIMScheduler) -> DDIMScheduler:
+    """DDIM sampler on the same betas, set up for parity with the original (spec 7.2 "Scheduler").
+
+    `steps_offset=1` gives the paper's timesteps `1 + k * (1000 // S)`; `set_alpha_to_one=False` makes
+    the last step's alpha_bar_prev = alpha_bar_0 (pitfall 9); no clipping.
+    """
+    return DDIMScheduler.from_config(noise_scheduler.config, steps_offset=1, clip_sample=False, set_alpha_to_one=False)
+
+
+def expand_conv_in(unet: UNet2DConditionModel, concat_channels: int | None = None) -> UNet2DConditionModel:
+    """Widen `conv_in` for the concatenated input-view latent, new channels zero (paper Sec. 3.2; spec 3.4).
+
+    Channels 0..C-1 keep the pretrained weights and take the noisy latent; the new channels C..2C-1
+    take the input-view latent and start at zero, so the expanded UNet computes exactly what the
+    original did until training moves them (pitfall 6). Updates `unet.config.in_channels`.
+
+    Args:
+        unet: A UNet whose `in_channels` equals its `out_channels` (not yet expanded).
+        concat_channels: Channels appended (default: `in_channels`, i.e. 4 -> 8).
+
+    Returns:
+        The same `unet`, modified in place.
+    """
+    old = unet.conv_in
+    in_ch, out_ch = unet.config.in_channels, unet.config.out_channels
+    if in_ch != out_ch:
+        raise ValueError(f"`unet` has in_channels={in_ch} != out_channels={out_ch}: is conv_in already expanded?")
+    extra = in_ch if concat_channels is None else concat_channels
+    if extra < 1:
+        raise ValueError(f"`concat_channels` must be >= 1, got {extra}")
+    new = nn.Conv2d(in_ch + extra, old.out_channels, old.kernel_size, old.stride, old.padding)
+    new = new.to(device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :in_ch] = old.weight  # (C_out, in_ch, k, k): the noisy-latent channels
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=in_ch + extra)
+    return unet
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyModelSizes:
+    """Sizes of randomly initialised components for CPU training from scratch and for tests."""
+
+    image_size: int
+    """Square input image size in pixels (VAE input and CLIP input)."""
+    latent_channels: int
+    """VAE latent channels (4 as in SD)."""
+    vae_block_out_channels: tuple[int, ...]
+    """VAE channels per level; the latent is image_size / 2**(levels - 1) wide."""
+    vae_layers_per_block: int
+    """ResNet blocks per VAE encoder level."""
+    unet_block_out_channels: tuple[int, ...]
+    """UNet channels per level."""
+    unet_layers_per_block: int
+    """ResNet blocks per UNet down level."""
+    unet_cross_attention_levels: tuple[int, ...]
+    """UNet levels (0 = full latent resolution) with transformer blocks; keep attention at <= 16x16 on CPU."""
+    unet_num_heads: int
+    """Attention heads in every UNet transformer block (diffusers' SD1 `attention_head_dim`)."""
+    clip_hidden_size: int
+    """Width of the CLIP vision transformer."""
+    clip_num_layers: int
+    """Transformer layers of the CLIP vision model."""
+    clip_num_heads: int
+    """Attention heads of the CLIP vision model."""
+    clip_patch_size: int
+    """CLIP patch size in pixels."""
+    clip_projection_dim: int
+    """CLIP embedding width D = cc_projection width = UNet cross_attention_dim."""
+    norm_num_groups: int
+    """GroupNorm groups in the UNet and the VAE (must divide every channel count)."""
+
+    @property
+    def latent_size(self) -> int:
+        """Latent width: the VAE downsamples by 2 at every level but the last."""
+        return self.image_size // 2 ** (len(self.vae_block_out_channels) - 1)
+
+
+# Test-scale sizes (diffusers' get_dummy_components scale): a forward pass takes milliseconds.
+DUMMY_SIZES = TinyModelSizes(
+    image_size=32, latent_channels=4, vae_block_out_channels=(32, 32, 32), vae_layers_per_block=1,
+    unet_block_out_channels=(32, 64), unet_layers_per_block=2, unet_cross_attention_levels=(1,), unet_num_heads=2,
+    clip_hidden_size=32, clip_num_layers=2, clip_num_heads=4, clip_patch_size=8, clip_projection_dim=32,
+    norm_num_groups=32,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Zero123Components:
+    """Everything the Zero-1-to-3 model is made of; the denoising loop lives in `sample.py`."""
+
+    vae: AutoencoderKL
+    """Image <-> latent autoencoder (frozen in the paper)."""
+    unet: UNet2DConditionModel
+    """Denoiser with 2C input channels: noisy latent, then input-view latent."""
+    image_encoder: CLIPVisionModelWithProjection
+    """CLIP image encoder; its `image_embeds` feed `cc_projection` (frozen in the paper)."""
+    cc_projection: CCProjection
+    """Linear([clip | pose]) -> context (paper Sec. 3.2)."""
+    scheduler: DDPMScheduler
+    """Training noise schedule (its config also builds the DDIM sampler)."""
+    feature_extractor: CLIPImageProcessor
+    """CLIP preprocessing constants (input size, mean, std)."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """The four networks by name."""
+        return {"vae": self.vae, "unet": self.unet, "image_encoder": self.image_encoder,
+                "cc_projection": self.cc_projection}  # fmt: skip
+
+    def to(self, device: str | torch.device) -> Zero123Components:
+        """Move every network to `device` (in place) and return self."""
+        for module in self.modules().values():
+            module.to(device)
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """Our config, recorded in `model_index.json`: sizes a reader needs without loading weights."""
+        return {
+            "image_size": int(self.image_encoder.config.image_size),
+            "vae_sample_size": int(self.vae.config.sample_size),
+            "latent_size": int(self.unet.config.sample_size),
+            "latent_channels": int(self.unet.config.out_channels),
+            "clip_dim": self.cc_projection.clip_dim,
+            "pose_dim": self.cc_projection.config["pose_dim"],
+            "prediction_type": self.scheduler.config.prediction_type,
+            "vae_scaling_factor": float(self.vae.config.scaling_factor),
+            "num_parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in self.modules().items()},
+        }
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the diffusers-format folder (safetensors weights, one subfolder per component)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.unet.save_pretrained(folder / "unet")
+        self.vae.save_pretrained(folder / "vae")
+        self.image_encoder.save_pretrained(folder / "image_encoder")
+        self.feature_extractor.save_pretrained(folder / "feature_extractor")
+        self.scheduler.save_pretrained(folder / "scheduler")
+        cc_dir = folder / "cc_projection"
+        cc_dir.mkdir(exist_ok=True)
+        # Same config keys as the circulating converted folders (in_channel = D + 4, out_channel = D).
+        cc = self.cc_projection
+        write_json_atomic(
+            cc_dir / "config.json",
+            {"_class_name": "CCProjection", "in_channel": cc.clip_dim + 4, "out_channel": cc.clip_dim},
+        )
+        save_file({k: v.detach().cpu().contiguous() for k, v in cc.state_dict().items()}, str(cc_dir / CC_WEIGHTS[0]))
+        write_json_atomic(
+            folder / "model_index.json",
+            {
+                "_class_name": FORMAT_NAME,
+                "_diffusers_version": diffusers.__version__,
+                "vae": ["diffusers", "AutoencoderKL"],
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+                "feature_extractor": ["transformers", "CLIPImageProcessor"],
+                "scheduler": ["diffusers", type(self.scheduler).__name__],
+                "cc_projection": ["zero1to3", "CCProjection"],
+                "zero1to3": self.summary(),
+            },
+        )
+
+    @classmethod
+    def load_pretrained(cls, folder: str | Path) -> Zero123Components:
+        """Load a folder written by `save_pretrained` (or a converted zero123 diffusers folder), exactly."""
+        folder = Path(folder)
+        index = json.loads(
+            _require(folder, "model_index.json", "write it with Zero123Components.save_pretrained").read_text()
+        )
+        if index.get("_class_name") not in ACCEPTED_CLASS_NAMES:
+            raise ValueError(
+                f"{folder / 'model_index.json'} has _class_name={index.get('_class_name')!r}; "
+                f"accepted: {ACCEPTED_CLASS_NAMES}"
+            )
+        hint = "save the components with Zero123Components.save_pretrained"
+        vae, unet, encoder, extractor, scheduler = _load_sd_parts(folder, hint)
+        cc_config = json.loads(_require(folder, "cc_projection/config.json", hint).read_text())
+        cc = CCProjection(int(cc_config["out_channel"]))
+        if int(cc_config["in_channel"]) != cc.clip_dim + 4:
+            raise ValueError(
+                f"{folder / 'cc_projection/config.json'}: in_channel must be out_channel + 4, got {cc_config}"
+            )
+        cc.load_state_dict(_load_weights(folder / "cc_projection", hint), strict=True)
+        return cls(vae=vae.eval(), unet=unet.eval(), image_encoder=encoder.eval(), cc_projection=cc.eval(),
+                   scheduler=scheduler, feature_extractor=extractor)  # fmt: skip
+
+
+def build_tiny_components(sizes: TinyModelSizes, seed: int, prediction_type: str = "epsilon") -> Zero123Components:
+    """Randomly initialised components of the given sizes, deterministic for `seed`.
+
+    Trained from scratch, there are no pretrained 4-channel weights to preserve, so the UNet is built
+    with 2C input channels and default init rather than expanded with zeros.
+    """
+    for name in ("unet_block_out_channels", "vae_block_out_channels"):
+        bad = [c for c in getattr(sizes, name) if c % sizes.norm_num_groups]
+        if bad:
+            raise ValueError(
+                f"`{name}` {getattr(sizes, name)} has {bad} not divisible by norm_num_groups={sizes.norm_num_groups}"
+            )
+    levels = len(sizes.unet_block_out_channels)
+    if any(not 0 <= i < levels for i in sizes.unet_cross_attention_levels):
+        raise ValueError(
+            f"`unet_cross_attention_levels` {sizes.unet_cross_attention_levels} must lie in 0..{levels - 1}"
+        )
+    if sizes.image_size % sizes.clip_patch_size:
+        raise ValueError(
+            f"`image_size` {sizes.image_size} must be divisible by `clip_patch_size` {sizes.clip_patch_size}"
+        )
+    down = tuple(
+        "CrossAttnDownBlock2D" if i in sizes.unet_cross_attention_levels else "DownBlock2D" for i in range(levels)
+    )
+    up = tuple(b.replace("Down", "Up") for b in reversed(down))
+    with torch.random.fork_rng(devices=[]):  # leave the global RNG as we found it
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=sizes.latent_size,
+            in_channels=2 * sizes.latent_channels,
+            out_channels=sizes.latent_channels,
+            down_block_types=down,
+            up_block_types=up,
+            block_out_channels=sizes.unet_block_out_channels,
+            layers_per_block=sizes.unet_layers_per_block,
+            cross_attention_dim=sizes.clip_projection_dim,
+            attention_head_dim=sizes.unet_num_heads,
+            norm_num_groups=sizes.norm_num_groups,
+        )
+        n_vae = len(sizes.vae_block_out_channels)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * n_vae,
+            up_block_types=("UpDecoderBlock2D",) * n_vae,
+            block_out_channels=sizes.vae_block_out_channels,
+            layers_per_block=sizes.vae_layers_per_block,
+            latent_channels=sizes.latent_channels,
+            norm_num_groups=sizes.norm_num_groups,
+            sample_size=sizes.image_size,
+            scaling_factor=SD_VAE_SCALING_FACTOR,
+        )
+        encoder = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                image_size=sizes.image_size,
+                patch_size=sizes.clip_patch_size,
+                hidden_size=sizes.clip_hidden_size,
+                intermediate_size=4 * sizes.clip_hidden_size,
+                num_hidden_layers=sizes.clip_num_layers,
+                num_attention_heads=sizes.clip_num_heads,
+                projection_dim=sizes.clip_projection_dim,
+                hidden_act="quick_gelu",
+            )
+        )
+        cc = CCProjection(sizes.clip_projection_dim)
+    return Zero123Components(vae=vae.eval(), unet=unet.eval(), image_encoder=encoder.eval(), cc_projection=cc.eval(),
+                             scheduler=make_noise_scheduler(prediction_type),
+                             feature_extractor=clip_image_processor(sizes.image_size))  # fmt: skip
+
+
+def build_dummy_components(seed: int = 0, prediction_type: str = "epsilon") -> Zero123Components:
+    """Test-scale components (`DUMMY_SIZES`: 32 px images, 8x8x4 latents), deterministic for `seed`."""
+    return build_tiny_components(DUMMY_SIZES, seed=seed, prediction_type=prediction_type)
+
+
+def clip_image_processor(image_size: int) -> CLIPImageProcessor:
+    """CLIP preprocessing constants for square `image_size` inputs, with OpenAI CLIP's mean and std."""
+    return CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+
+
+def from_sd_image_variations(
+    folder: str | Path, generator: torch.Generator | None = None, prediction_type: str | None = None
+) -> Zero123Components:
+    """Zero-1-to-3 components initialised from Stable Diffusion image-variations (paper Sec. 3.2, spec 3.4).
+
+    Reads a LOCAL diffusers folder (`unet/ vae/ image_encoder/ feature_extractor/ scheduler/`, as
+    lambdalabs/sd-image-variations-diffusers), expands the UNet's `conv_in` with zero channels and adds a
+    new `CCProjection` of width = the CLIP projection dim. Nothing is downloaded; a missing file is an error.
+
+    Args:
+        folder: The sd-image-variations diffusers folder.
+        generator: Draws the pose columns of the new `CCProjection`.
+        prediction_type: Override of the scheduler's `prediction_type` (None keeps the folder's).
+    """
+    folder = Path(folder)
+    vae, unet, encoder, extractor, scheduler = _load_sd_parts(
+        folder, "place the sd-image-variations diffusers folder there"
+    )
+    if prediction_type is not None:
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=prediction_type)
+    clip_dim = int(encoder.config.projection_dim)
+    if unet.config.cross_attention_dim != clip_dim:
+        raise ValueError(
+            f"{folder}: unet cross_attention_dim={unet.config.cross_attention_dim} must equal the "
+            f"image_encoder projection_dim={clip_dim}"
+        )
+    cc = CCProjection(clip_dim, generator=generator)
+    return Zero123Components(vae=vae.eval(), unet=expand_conv_in(unet).eval(), image_encoder=encoder.eval(),
+                             cc_projection=cc.eval(), scheduler=scheduler, feature_extractor=extractor)  # fmt: skip
+
+
+def _require(folder: Path, relative: str, hint: str, alternatives: tuple[str, ...] = ()) -> Path:
+    """`folder / relative` (or the first existing alternative name beside it), else a FileNotFoundError."""
+    for name in (relative, *alternatives):
+        if (folder / name).is_file():
+            return folder / name
+    also = f" (or {', '.join(str(folder / a) for a in alternatives)})" if alternatives else ""
+    raise FileNotFoundError(f"expected {folder / relative}{also}: {hint}")
+
+
+def _load_weights(subfolder: Path, hint: str) -> dict[str, Tensor]:
+    """The state dict in `subfolder`'s diffusers weight file (safetensors, or a legacy .bin)."""
+    path = _require(subfolder, CC_WEIGHTS[0], hint, alternatives=CC_WEIGHTS[1:])
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _load_sd_parts(
+    folder: Path, hint: str
+) -> tuple[AutoencoderKL, UNet2DConditionModel, CLIPVisionModelWithProjection, CLIPImageProcessor, DDPMScheduler]:
+    """Check every file first (so the error names it), then load the SD-layout components from `folder`."""
+    weights = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+    for sub in ("unet", "vae"):
+        _require(folder, f"{sub}/config.json", hint)
+        _require(folder, f"{sub}/{weights[0]}", hint, alternatives=(f"{sub}/{weights[1]}",))
+    _require(folder, "image_encoder/config.json", hint)
+    _require(folder, "image_encoder/model.safetensors", hint, alternatives=("image_encoder/pytorch_model.bin",))
+    _require(folder, "feature_extractor/preprocessor_config.json", hint)
+    _require(folder, "scheduler/scheduler_config.json", hint)
+    vae = AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
+    encoder = CLIPVisionModelWithProjection.from_pretrained(
+        folder / "image_encoder", local_files_only=True, dtype=torch.float32
+    )
+    extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor", local_files_only=True)
+    # Whatever sampler the folder ships (PNDM, DDIM), training needs the DDPM forward process on its betas.
+    scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))
+    return vae, unet, encoder, extractor, scheduler
+
+
+def encode_condition_latents(vae: AutoencoderKL, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B C h w"]:
+    """Concat latent of the input view: the **unscaled** posterior mean E(x).mode() (spec 3.2, pitfall 1).
+
+    Args:
+        vae: The autoencoder.
+        images: Input views in [-1, 1].
+    """
+    return vae.encode(images).latent_dist.mode()
+
+
+def encode_target_latents(
+    vae: AutoencoderKL, images: Float[Tensor, "B 3 H W"], generator: torch.Generator
+) -> Float[Tensor, "B C h w"]:
+    """Diffusion target z_0 = scaling_factor * a posterior sample (spec 3.2, pitfall 1).
+
+    Args:
+        vae: The autoencoder.
+        images: Target views in [-1, 1].
+        generator: Draws the posterior sample z = mean + std * n.
+    """
+    return vae.config.scaling_factor * vae.encode(images).latent_dist.sample(generator=generator)
+
+
+def decode_latents(vae: AutoencoderKL, latents: Float[Tensor, "B C h w"]) -> Float[Tensor, "B 3 H W"]:
+    """Images in [-1, 1] (unclamped) from scaled latents z_0: D(z_0 / scaling_factor) (spec 4.5)."""
+    return vae.decode(latents / vae.config.scaling_factor).sample
+
+
+def encode_clip_image(
+    image_encoder: CLIPVisionModelWithProjection,
+    feature_extractor: CLIPImageProcessor,
+    images: Float[Tensor, "B 3 H W"],
+) -> Float[Tensor, "B D"]:
+    """Projected CLIP embedding (`image_embeds`, not L2-normalised) of images in [-1, 1], as the paper (spec 3.1).
+
+    Preprocessing on tensors as the original: squash-resize to the encoder's input size (bicubic,
+    align_corners=True, no antialias; no centre crop), map to [0, 1], normalise with the CLIP mean/std.
+    """
+    size = int(image_encoder.config.image_size)
+    x = images
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=True, antialias=False)
+    x = (x + 1.0) / 2.0
+    mean = torch.tensor(feature_extractor.image_mean, device=x.device, dtype=x.dtype)[None, :, None, None]
+    std = torch.tensor(feature_extractor.image_std, device=x.device, dtype=x.dtype)[None, :, None, None]
+    return image_encoder(pixel_values=(x - mean) / std).image_embeds  # (B, D)

@@ -1,0 +1,215 @@
+"""Tests for `zero1to3.models`: conv_in expansion, building, saving/loading and the latent helpers."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import PNDMScheduler, UNet2DConditionModel
+
+from zero1to3 import models
+from zero1to3.conditioning import CCProjection
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def components() -> models.Zero123Components:
+    return models.build_dummy_components(seed=0)
+
+
+def _unet_call(unet: UNet2DConditionModel, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    ctx = torch.randn(x.shape[0], 1, unet.config.cross_attention_dim, generator=g)
+    t = torch.tensor([10, 600][: x.shape[0]])
+    with torch.no_grad():
+        return unet(x, t, encoder_hidden_states=ctx).sample
+
+
+def _unet4(components: models.Zero123Components, seed: int = 1) -> UNet2DConditionModel:
+    """An SD-like 4-channel UNet of the dummy architecture."""
+    torch.manual_seed(seed)
+    return UNet2DConditionModel.from_config({**components.unet.config, "in_channels": 4}).eval()
+
+
+def test_expanded_unet_with_zero_input_view_equals_original(components: models.Zero123Components) -> None:
+    unet4 = _unet4(components)
+    unet8 = models.expand_conv_in(copy.deepcopy(unet4))
+    assert unet8.config.in_channels == 8 and unet8.conv_in.in_channels == 8
+    assert torch.equal(unet8.conv_in.weight[:, 4:], torch.zeros_like(unet8.conv_in.weight[:, 4:]))
+    assert torch.equal(unet8.conv_in.weight[:, :4], unet4.conv_in.weight)
+    noisy = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = _unet_call(unet4, noisy)
+    got = _unet_call(unet8, torch.cat([noisy, torch.zeros_like(noisy)], dim=1))  # noisy first, input view second
+    assert torch.equal(got, expected)
+
+
+def test_expand_conv_in_refuses_an_expanded_unet(components: models.Zero123Components) -> None:
+    with pytest.raises(ValueError, match="in_channels=8 != out_channels=4"):
+        models.expand_conv_in(copy.deepcopy(components.unet))
+
+
+def test_dummy_components_are_deterministic_and_leave_global_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    a, b, c = models.build_dummy_components(0), models.build_dummy_components(0), models.build_dummy_components(1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    for name in a.modules():
+        sa, sb, sc = (x.modules()[name].state_dict() for x in (a, b, c))
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+    assert not torch.equal(a.unet.conv_in.weight, c.unet.conv_in.weight)
+    assert a.unet.config.in_channels == 8 and a.unet.config.out_channels == 4
+    assert a.unet.config.sample_size == 8 and a.unet.config.cross_attention_dim == 32
+    assert a.cc_projection.clip_dim == a.image_encoder.config.projection_dim == 32
+
+
+def test_tiny_components_have_the_measured_sizes() -> None:
+    sizes = models.TinyModelSizes(
+        image_size=64, latent_channels=4, vae_block_out_channels=(32, 64, 64), vae_layers_per_block=1,
+        unet_block_out_channels=(32, 64, 64), unet_layers_per_block=1, unet_cross_attention_levels=(1, 2),
+        unet_num_heads=4, clip_hidden_size=128, clip_num_layers=4, clip_num_heads=4, clip_patch_size=8,
+        clip_projection_dim=128, norm_num_groups=32,
+    )  # fmt: skip
+    comp = models.build_tiny_components(sizes, seed=0, prediction_type="v_prediction")
+    assert sizes.latent_size == 16 and comp.unet.config.sample_size == 16
+    assert comp.unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
+    assert comp.unet.config.up_block_types == ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    assert comp.scheduler.config.prediction_type == "v_prediction"
+    images = torch.zeros(1, 3, 64, 64)
+    with torch.no_grad():
+        latents = models.encode_condition_latents(comp.vae, images)
+        embeds = models.encode_clip_image(comp.image_encoder, comp.feature_extractor, images)
+    assert latents.shape == (1, 4, 16, 16) and embeds.shape == (1, 128)
+    bad = dict(sizes.__dict__, unet_block_out_channels=(32, 48, 64))
+    with pytest.raises(ValueError, match="norm_num_groups"):
+        models.build_tiny_components(models.TinyModelSizes(**bad), seed=0)
+
+
+def test_noise_scheduler_prediction_type_and_schedule() -> None:
+    for kind in models.PREDICTION_TYPES:
+        assert models.make_noise_scheduler(kind).config.prediction_type == kind
+    with pytest.raises(ValueError, match="prediction_type"):
+        models.make_noise_scheduler("x0")
+    sched = models.make_noise_scheduler()
+    assert sched.alphas_cumprod[0].item() == pytest.approx(0.99915, abs=1e-6)  # spec 3.1
+    assert sched.alphas_cumprod[-1].item() == pytest.approx(0.00466, abs=1e-5)
+    ddim = models.make_ddim_scheduler(sched)
+    ddim.set_timesteps(50)
+    assert ddim.timesteps[-1].item() == 1 and ddim.timesteps[0].item() == 981  # 1 + k * 20
+    assert not ddim.config.set_alpha_to_one
+
+
+def _outputs(comp: models.Zero123Components) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    with torch.no_grad():
+        embeds = models.encode_clip_image(comp.image_encoder, comp.feature_extractor, images)
+        context = comp.cc_projection(embeds, torch.randn(2, 4, generator=g))
+        latents = models.encode_condition_latents(comp.vae, images)
+        noisy = torch.randn(latents.shape, generator=g)
+        eps = _unet_call(comp.unet, torch.cat([noisy, latents], dim=1))
+        decoded = models.decode_latents(comp.vae, latents)
+    return [embeds, context, latents, eps, decoded]
+
+
+def test_save_load_round_trip_is_exact(components: models.Zero123Components, tmp_path: Path) -> None:
+    components.save_pretrained(tmp_path / "model")
+    for sub in ("unet", "vae", "image_encoder", "feature_extractor", "scheduler", "cc_projection"):
+        assert (tmp_path / "model" / sub).is_dir()
+    loaded = models.Zero123Components.load_pretrained(tmp_path / "model")
+    for name, module in components.modules().items():
+        ref, got = module.state_dict(), loaded.modules()[name].state_dict()
+        assert ref.keys() == got.keys(), name
+        assert all(torch.equal(ref[k], got[k]) for k in ref), name
+    for a, b in zip(_outputs(components), _outputs(loaded), strict=True):
+        assert torch.equal(a, b)
+    public = [k for k in components.scheduler.config if not k.startswith("_")]
+    assert {k: loaded.scheduler.config[k] for k in public} == {k: components.scheduler.config[k] for k in public}
+    assert torch.equal(loaded.scheduler.alphas_cumprod, components.scheduler.alphas_cumprod)
+    assert loaded.feature_extractor.image_mean == components.feature_extractor.image_mean
+    assert loaded.summary() == components.summary()
+
+
+def test_load_pretrained_names_a_missing_file(components: models.Zero123Components, tmp_path: Path) -> None:
+    components.save_pretrained(tmp_path)
+    (tmp_path / "cc_projection" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="cc_projection/diffusion_pytorch_model.safetensors"):
+        models.Zero123Components.load_pretrained(tmp_path)
+
+
+@pytest.fixture
+def sd_image_variations(components: models.Zero123Components, tmp_path: Path) -> tuple[Path, UNet2DConditionModel]:
+    """A tiny folder in the sd-image-variations diffusers layout (4-channel UNet, PNDM scheduler)."""
+    folder = tmp_path / "sd-image-variations"
+    unet4 = _unet4(components)
+    unet4.save_pretrained(folder / "unet")
+    components.vae.save_pretrained(folder / "vae")
+    components.image_encoder.save_pretrained(folder / "image_encoder")
+    components.feature_extractor.save_pretrained(folder / "feature_extractor")
+    PNDMScheduler.from_config(components.scheduler.config).save_pretrained(folder / "scheduler")
+    return folder, unet4
+
+
+def test_from_sd_image_variations(sd_image_variations: tuple[Path, UNet2DConditionModel]) -> None:
+    folder, unet4 = sd_image_variations
+    comp = models.from_sd_image_variations(folder, generator=torch.Generator().manual_seed(0))
+    assert comp.unet.config.in_channels == 8
+    weight = comp.unet.conv_in.weight
+    assert torch.equal(weight[:, 4:], torch.zeros_like(weight[:, 4:]))
+    assert torch.equal(weight[:, :4], unet4.conv_in.weight)
+    assert isinstance(comp.cc_projection, CCProjection) and comp.cc_projection.clip_dim == 32
+    assert torch.equal(comp.cc_projection.projection.weight[:, :32], torch.eye(32))
+    assert comp.scheduler.config.beta_schedule == "scaled_linear"
+    v = models.from_sd_image_variations(folder, prediction_type="v_prediction")
+    assert v.scheduler.config.prediction_type == "v_prediction"
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["unet/config.json", "vae/diffusion_pytorch_model.safetensors", "image_encoder/model.safetensors",
+     "feature_extractor/preprocessor_config.json", "scheduler/scheduler_config.json"],
+)  # fmt: skip
+def test_from_sd_image_variations_names_the_missing_file(
+    sd_image_variations: tuple[Path, UNet2DConditionModel], missing: str
+) -> None:
+    folder, _ = sd_image_variations
+    (folder / missing).unlink()
+    with pytest.raises(FileNotFoundError, match=f"expected {folder / missing}.*sd-image-variations"):
+        models.from_sd_image_variations(folder)
+
+
+def test_from_sd_image_variations_missing_subfolder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="unet/config.json"):
+        models.from_sd_image_variations(tmp_path / "nowhere")
+
+
+def test_latent_helpers_follow_the_paper_scaling(components: models.Zero123Components) -> None:
+    vae = components.vae
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        posterior = vae.encode(images).latent_dist
+        cond = models.encode_condition_latents(vae, images)
+        target = models.encode_target_latents(vae, images, torch.Generator().manual_seed(5))
+        again = models.encode_target_latents(vae, images, torch.Generator().manual_seed(5))
+        decoded = models.decode_latents(vae, target)
+        reference = vae.decode(target / 0.18215).sample
+    assert torch.equal(cond, posterior.mean)  # unscaled mean (pitfall 1)
+    noise = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(target, 0.18215 * (posterior.mean + posterior.std * noise))
+    assert torch.equal(target, again)
+    assert torch.equal(decoded, reference)
+
+
+def test_encode_clip_image_normalises_like_clip(components: models.Zero123Components) -> None:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mean = torch.tensor(models.CLIP_MEAN)[None, :, None, None]
+    std = torch.tensor(models.CLIP_STD)[None, :, None, None]
+    with torch.no_grad():
+        got = models.encode_clip_image(components.image_encoder, components.feature_extractor, images)
+        ref = components.image_encoder(pixel_values=((images + 1) / 2 - mean) / std).image_embeds
+        resized = models.encode_clip_image(
+            components.image_encoder, components.feature_extractor, torch.zeros(1, 3, 48, 48)
+        )
+    torch.testing.assert_close(got, ref)
+    assert got.shape == (2, 32) and resized.shape == (1, 32)
