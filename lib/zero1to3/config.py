@@ -80,3 +80,41 @@ class RenderConfig(_FromDict):
         """The fields that change an object's images: a finished object is reused only if they match."""
         keys = ("seed", "num_views", "resolution_px", "samples_per_pixel", "radius_min", "radius_max")
         return {k: getattr(self, k) for k in keys} | {"polar_deg": [self.polar_min_deg, self.polar_max_deg]}
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig(_FromDict):
+    """Stage 02: train (tiny scale) or fine-tune (paper scale) the view-conditioned model."""
+
+    seed: int
+    """Seeds model init, pair sampling, noise, timesteps and condition dropout."""
+    use_pose: bool
+    """False trains the no-pose baseline: the same model and recipe with the pose input always zero."""
+    prediction_type: str
+    """What the UNet predicts: `epsilon` (the paper), `v_prediction` or `sample`."""
+    batch_size: int
+    """Pairs per optimiser step (per process)."""
+    gradient_accumulation_steps: int
+    """Micro-batches accumulated into one optimiser step."""
+    max_steps: int
+    """Optimiser steps; the run ends there (an interrupted run resumes and ends at the same step)."""
+    learning_rate: float
+    """AdamW learning rate of the UNet (and of the image encoder when it is trained)."""
+    cc_projection_lr_multiplier: float
+    """`cc_projection` learns this many times faster (the paper: 10)."""
+    weight_decay: float
+    """AdamW weight decay (the paper: 0.01)."""
+    warmup_steps: int
+    """Linear learning-rate warm-up from 0 (the paper: 100)."""
+    max_grad_norm: float
+    """Gradient clipping threshold (global L2 norm)."""
+    ema_decay: float
+    """Decay of the EMA weights used for sampling (the paper: 0.9999, far too slow for short runs)."""
+    cfg_dropout_prob: float
+    """Probability of each of the paper's three condition-dropout cases (the paper: 0.05)."""
+    train_image_encoder: bool
+    """Train the CLIP image encoder jointly (tiny scale, from scratch) or keep it frozen (the paper)."""
+    checkpoint_every: int
+    """Steps between resumable checkpoints."""
+    mixed_precision: str
+    """accelerate mixed precision: `no` on CPU, `fp16`/`bf16` on GPUs."""

@@ -1,0 +1,136 @@
+"""The training loop on tiny components: real steps, resume equals uninterrupted, failures stop loudly."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from zero1to3 import cameras, data, models, train
+from zero1to3.config import FinetuneConfig
+
+torch.set_num_threads(1)
+
+
+def fake_views(num_objects=3, num_views=4, size=32, seed=0) -> data.MultiViewSet:
+    rng = np.random.default_rng(seed)
+    rgba = rng.integers(0, 256, size=(num_objects, num_views, size, size, 4), dtype=np.uint8)
+    centers = cameras.sample_camera_positions(num_objects * num_views, rng).reshape(num_objects, num_views, 3)
+    return data.MultiViewSet([f"o{i}" for i in range(num_objects)], rgba, centers)
+
+
+def tiny_cfg(**overrides) -> FinetuneConfig:
+    values = dict(
+        seed=0, use_pose=True, prediction_type="v_prediction", batch_size=4, gradient_accumulation_steps=1,
+        max_steps=4, learning_rate=1e-3, cc_projection_lr_multiplier=10.0, weight_decay=0.01, warmup_steps=2,
+        max_grad_norm=1.0, ema_decay=0.9, cfg_dropout_prob=0.05, train_image_encoder=True, checkpoint_every=2,
+        mixed_precision="no",
+    )  # fmt: skip
+    return FinetuneConfig(**(values | overrides))
+
+
+@pytest.fixture
+def setup():
+    components = models.build_dummy_components(seed=0, prediction_type="v_prediction")
+    views = fake_views()
+    return components, views, train.encode_views(components.vae, views)
+
+
+def weights(components):
+    return {f"{n}.{k}": v.clone() for n, m in components.modules().items() for k, v in m.state_dict().items()}
+
+
+def test_two_real_steps_change_the_trained_weights_only(setup, tmp_path):
+    components, views, latents = setup
+    before = weights(components)
+    result = train.fit(components, views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
+    after = weights(result.components)
+    assert [row["step"] for row in result.history] == [1, 2]
+    assert all(np.isfinite(row["loss"]) for row in result.history)
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"unet", "image_encoder", "cc_projection"}  # the VAE stays frozen
+    loaded = models.Zero123Components.load_pretrained(tmp_path / "model")
+    for k, v in weights(loaded).items():
+        assert torch.equal(v, after[k]), k
+
+
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(setup, tmp_path):
+    components, views, latents = setup
+    fresh = lambda: models.build_dummy_components(seed=0, prediction_type="v_prediction")  # noqa: E731
+    cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
+    straight = train.fit(fresh(), views, latents, cfg, tmp_path / "a", progress=False)
+
+    def killed_at(components, step):
+        raise KeyboardInterrupt(f"simulated kill after the checkpoint of step {step}")
+
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=killed_at)
+    assert train.latest_checkpoint(tmp_path / "b").name == "step_000002.pt"
+    resumed = train.fit(fresh(), views, latents, cfg, tmp_path / "b", progress=False)
+    assert resumed.resumed_from_step == 2
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    a, b = weights(straight.components), weights(resumed.components)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_refuses_a_checkpoint_with_other_settings(setup, tmp_path):
+    components, views, latents = setup
+    train.fit(components, views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
+    other = models.build_dummy_components(seed=0, prediction_type="v_prediction")
+    with pytest.raises(ValueError, match=r"other settings.*learning_rate"):
+        train.fit(other, views, latents, tiny_cfg(max_steps=2, learning_rate=5e-4), tmp_path, progress=False)
+
+
+def test_non_finite_loss_stops_and_names_the_step(setup, tmp_path, monkeypatch):
+    components, views, latents = setup
+    real_step = train.training_step
+    calls = {"n": 0}
+
+    def nan_on_third(*args, **kwargs):
+        calls["n"] += 1
+        out = real_step(*args, **kwargs)
+        return {"loss_diffusion": out["loss_diffusion"] * float("nan")} if calls["n"] == 3 else out
+
+    monkeypatch.setattr(train, "training_step", nan_on_third)
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        train.fit(components, views, latents, tiny_cfg(max_steps=4), tmp_path, progress=False)
+
+
+def test_no_pose_baseline_ignores_the_pose(setup):
+    components, views, latents = setup
+    cfg = tiny_cfg(use_pose=False)
+    batch = data.sample_pairs(views, 4, torch.Generator().manual_seed(0))
+    other = dataclasses.replace(batch, pose=torch.randn(4, 4))
+    with torch.no_grad():
+        a = train.training_step(components, batch, latents, cfg, torch.Generator().manual_seed(1))
+        b = train.training_step(components, other, latents, cfg, torch.Generator().manual_seed(1))
+        c = train.training_step(components, other, latents, tiny_cfg(), torch.Generator().manual_seed(1))
+    assert torch.equal(a["loss_diffusion"], b["loss_diffusion"])
+    assert not torch.equal(a["loss_diffusion"], c["loss_diffusion"])  # with pose, the pose matters
+
+
+def test_targets_follow_the_prediction_type(setup):
+    components, views, latents = setup
+    batch = data.sample_pairs(views, 4, torch.Generator().manual_seed(0))
+    losses = {}
+    with torch.no_grad():
+        for kind in models.PREDICTION_TYPES:
+            cfg = tiny_cfg(prediction_type=kind)
+            losses[kind] = train.training_step(components, batch, latents, cfg, torch.Generator().manual_seed(1))
+    assert len({v["loss_diffusion"].item() for v in losses.values()}) == 3
+    with pytest.raises(ValueError, match="prediction_type"):
+        train.training_step(components, batch, latents, tiny_cfg(prediction_type="x0"), torch.Generator())
+
+
+def test_vae_training_lowers_the_reconstruction_error_and_sets_the_scale():
+    components = models.build_dummy_components(seed=0)
+    views = fake_views(num_objects=2, num_views=2)
+    history = train.fit_vae(components.vae, views, steps=30, batch_size=4, learning_rate=2e-3, kl_weight=1e-4,
+                            generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    first = np.mean([h["loss_recon"] for h in history[:5]])
+    last = np.mean([h["loss_recon"] for h in history[-5:]])
+    assert last < first
+    table = train.encode_views(components.vae, views)
+    scaled = components.vae.config.scaling_factor * (table.mean + table.std * torch.randn(table.mean.shape))
+    assert 0.7 < scaled.std().item() < 1.3  # unit-variance diffusion targets
