@@ -162,6 +162,11 @@ def fit(
     with the EMA components after each checkpoint (e.g. to draw validation images).
     """
     out_dir = Path(out_dir)
+    if components.scheduler.config.prediction_type != cfg.prediction_type:
+        raise ValueError(
+            f"`prediction_type` is {cfg.prediction_type!r} but the components' scheduler says "
+            f"{components.scheduler.config.prediction_type!r}; build the components with the same one"
+        )
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps
     )
