@@ -1,0 +1,286 @@
+"""Metrics: analytic values for images, masks, meshes and statistics; LPIPS/FID never run without real weights."""
+
+from __future__ import annotations
+
+import math
+import socket
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from zero1to3 import metrics
+
+
+def _image(h: int = 16, w: int = 16, value: float = 1.0) -> np.ndarray:
+    return np.full((h, w, 3), value, dtype=np.float64)
+
+
+def _square(h: int, top: int, left: int, side: int, color: tuple[float, float, float]) -> np.ndarray:
+    """White image with one solid square: known masks and known errors."""
+    image = _image(h, h)
+    image[top : top + side, left : left + side] = color
+    return image
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any download or socket connection fails the test loudly."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access attempted: {args[:1]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    import cleanfid.downloads_helper
+
+    monkeypatch.setattr(cleanfid.downloads_helper, "check_download_inception", refuse)
+
+
+# --- full-image metrics -------------------------------------------------------------------------------------------
+
+
+def test_identical_images_give_inf_psnr_and_ssim_one() -> None:
+    image = np.random.default_rng(0).uniform(0.0, 1.0, size=(2, 16, 16, 3))
+    out = metrics.image_metrics(image, image.copy())
+    assert out["psnr"] == math.inf and out["mse"] == 0.0
+    assert out["ssim"] == pytest.approx(1.0)
+
+
+def test_uniform_shift_gives_analytic_psnr() -> None:
+    target = np.random.default_rng(1).uniform(0.0, 0.9, size=(32, 32, 3))
+    out = metrics.image_metrics(target + 0.1, target)
+    # MSE = 0.1^2, so PSNR = 10 log10(1 / 0.01) = 20 dB
+    assert out["mse"] == pytest.approx(0.01)
+    assert out["psnr"] == pytest.approx(20.0)
+    assert out["ssim"] < 1.0
+
+
+def test_batch_is_mean_of_images_and_tiny_images_shrink_ssim_window() -> None:
+    target = np.full((2, 5, 5, 3), 0.5)
+    pred = np.stack([target[0] + 0.1, target[1] + 0.01])
+    out = metrics.image_metrics(pred, target)
+    assert out["psnr"] == pytest.approx((20.0 + 40.0) / 2)
+    assert metrics.ssim_window(5, 5) == 5 and metrics.ssim_window(4, 9) == 3 and metrics.ssim_window(64, 32) == 7
+    with pytest.raises(ValueError, match="at least 3x3"):
+        metrics.ssim_window(2, 8)
+
+
+def test_bad_images_are_rejected_naming_the_argument() -> None:
+    # the jaxtyping hook (tests) raises a TypeError first; without it, the function's own ValueError
+    with pytest.raises((ValueError, TypeError)):
+        metrics.image_metrics(_image(8, 8), _image(8, 9))
+    with pytest.raises(ValueError, match=r"`pred` must be finite and in \[0, 1\]"):
+        metrics.image_metrics(_image(8, 8, 1.5), _image(8, 8))
+
+
+# --- foreground metrics -------------------------------------------------------------------------------------------
+
+
+def test_foreground_mask_uses_any_channel_below_threshold() -> None:
+    image = _image(1, 4)
+    image[0, 1] = (1.0, 1.0, 0.0)  # saturated yellow: foreground though its mean is 0.67
+    image[0, 2] = (0.88, 0.88, 0.88)  # the spike's grey predicted background: not foreground at 0.8
+    image[0, 3] = (0.5, 0.5, 0.5)
+    assert metrics.foreground_mask(image).tolist() == [[False, True, False, True]]
+    assert metrics.foreground_mask(image, threshold=0.95).tolist() == [[False, True, True, True]]
+    with pytest.raises(ValueError, match="`threshold`"):
+        metrics.foreground_mask(image, threshold=0.0)
+
+
+def test_foreground_psnr_and_iou_on_known_squares() -> None:
+    # target: 4x4 square at (2, 2); prediction: 4x4 square at (2, 4), same colour -> overlap 4x2 = 8, union 24
+    target = _square(16, 2, 2, 4, (0.2, 0.2, 0.2))
+    pred = _square(16, 2, 4, 4, (0.2, 0.2, 0.2))
+    assert metrics.silhouette_iou(pred, target)["silhouette_iou"] == pytest.approx(8 / 24)
+    fg = metrics.foreground_psnr(pred, target)
+    # the 16 non-overlapping union pixels differ by 0.8 in every channel, the 8 overlap pixels by 0
+    mse = 16 * 0.8**2 / 24
+    assert fg["foreground_mse"] == pytest.approx(mse)
+    assert fg["foreground_psnr"] == pytest.approx(10 * math.log10(1 / mse))
+    assert fg["foreground_fraction"] == pytest.approx(24 / 256) and fg["foreground_empty"] == 0.0
+    # full-image PSNR is much higher: the 232 white pixels agree perfectly (the spike's finding)
+    assert metrics.image_metrics(pred, target)["psnr"] > fg["foreground_psnr"] + 10
+
+
+def test_empty_masks_have_documented_values() -> None:
+    white = _image(16, 16)
+    target = _square(16, 2, 2, 4, (0.2, 0.4, 0.6))
+    both_empty = metrics.foreground_psnr(white, white.copy())
+    assert both_empty == {
+        "foreground_psnr": math.inf,
+        "foreground_mse": 0.0,
+        "foreground_fraction": 0.0,
+        "foreground_empty": 1.0,
+    }
+    assert metrics.silhouette_iou(white, white.copy())["silhouette_iou"] == 1.0
+    # all-white prediction of a real object: IoU 0, finite foreground PSNR
+    assert metrics.silhouette_iou(white, target)["silhouette_iou"] == 0.0
+    assert math.isfinite(metrics.foreground_psnr(white, target)["foreground_psnr"])
+    # in a batch, the empty image is counted and left out of the foreground mean
+    batch = metrics.foreground_psnr(np.stack([white, white]), np.stack([white, target]))
+    assert batch["foreground_empty"] == 1.0
+    assert batch["foreground_psnr"] == pytest.approx(metrics.foreground_psnr(white, target)["foreground_psnr"])
+
+
+# --- LPIPS and FID: real weights or unavailable -------------------------------------------------------------------
+
+
+def test_lpips_unavailable_without_backbone_file(monkeypatch: pytest.MonkeyPatch, tmp_path, no_network) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    expected = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert metrics.lpips_backbone_path("alex") == expected
+    model = metrics.build_lpips("alex")
+    assert isinstance(model, metrics.MetricUnavailable)
+    assert model.name == "lpips" and model.file_to_place == str(expected) and str(expected) in model.reason
+    image = _image(32, 32, 0.5)
+    assert metrics.lpips_metrics(image, image, model) is model
+    assert model.to_dict()["status"] == "unavailable"
+    with pytest.raises(ValueError, match="`net`"):
+        metrics.lpips_backbone_path("resnet")
+
+
+def test_lpips_loads_backbone_from_a_placed_file(monkeypatch: pytest.MonkeyPatch, tmp_path, no_network) -> None:
+    # A stand-in file with torchvision's layout (features only; seeded values, not ImageNet): exercises the loading.
+    import torchvision
+
+    torch.manual_seed(0)
+    features = {k: v for k, v in torchvision.models.alexnet().state_dict().items() if k.startswith("features.")}
+    path = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(features, path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ValueError, match="sha256"):  # not the real file: refused when the hash is checked
+        metrics.build_lpips("alex")
+    model = metrics.build_lpips("alex", verify_hash=False)
+    assert isinstance(model, metrics.LpipsModel) and model.backbone_file == path
+    assert torch.equal(getattr(model.net.net.slice2, "3").weight, features["features.3.weight"])
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.0, 1.0, size=(2, 32, 32, 3))
+    assert metrics.lpips_metrics(image, image, model)["lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics.lpips_metrics(image, 1.0 - image, model)["lpips"] > 0.0
+
+
+def test_fid_unavailable_without_inception_file(monkeypatch: pytest.MonkeyPatch, tmp_path, no_network) -> None:
+    monkeypatch.setattr(metrics, "CLEANFID_INCEPTION_DIR", tmp_path)
+    expected = tmp_path / "inception-2015-12-05.pt"
+    inception = metrics.build_fid_inception()
+    assert isinstance(inception, metrics.MetricUnavailable)
+    assert inception.name == "fid" and inception.file_to_place == str(expected)
+    images = np.full((3, 16, 16, 3), 0.5)
+    assert metrics.fid_metrics(images, images, inception) is inception
+    user_path = tmp_path / "elsewhere" / "inception-2015-12-05.pt"
+    assert metrics.build_fid_inception(user_path).file_to_place == str(user_path)
+
+
+def test_fid_feeds_clean_fid_inputs_to_the_network(tmp_path) -> None:
+    # Plumbing only: a stand-in network records what clean-fid's Inception would receive.
+    seen = []
+
+    class MeanColour(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append((tuple(x.shape), float(x.min()), float(x.max())))
+            return x.mean(dim=(2, 3)).double()  # (N, 3)
+
+    inception = metrics.FidInception(net=MeanColour(), weights_file=tmp_path / "stand-in.pt")
+    images = np.random.default_rng(5).uniform(0.0, 1.0, size=(6, 16, 16, 3))
+    out = metrics.fid_metrics(images, images.copy(), inception)
+    assert out["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert seen[0][0] == (6, 3, 299, 299) and 0.0 <= seen[0][1] and seen[0][2] <= 255.0 and seen[0][2] > 1.0
+
+
+def test_frechet_feature_distance_is_named_and_analytic() -> None:
+    rng = np.random.default_rng(3)
+    target = rng.uniform(0.2, 0.8, size=(40, 8, 8, 3))
+
+    def mean_colour(x: np.ndarray) -> np.ndarray:
+        return x.mean(axis=(1, 2))  # (N, 3)
+
+    # shifting every image by 0.1 shifts the mean feature by 0.1 per dimension, covariance unchanged: d^2 = 3 * 0.01
+    out = metrics.frechet_feature_distance(target + 0.1, target, mean_colour, name="mean_colour")
+    assert list(out) == ["frechet_mean_colour"]
+    assert out["frechet_mean_colour"] == pytest.approx(0.03, abs=1e-5)
+    with pytest.raises(ValueError, match="`name`"):
+        metrics.frechet_feature_distance(target, target, mean_colour, name="FID")
+
+
+# --- 3D -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spheres() -> tuple[trimesh.Trimesh, trimesh.Trimesh]:
+    return trimesh.creation.icosphere(subdivisions=4, radius=0.25), trimesh.creation.icosphere(
+        subdivisions=4, radius=0.4
+    )
+
+
+def test_chamfer_of_concentric_spheres_is_radius_gap(spheres) -> None:
+    small, large = spheres
+    out = metrics.chamfer_distance(small, large, num_points=5000, seed=0)
+    # every nearest point on a concentric sphere lies along the radius: d = 0.4 - 0.25 = 0.15 in both directions
+    assert out["chamfer"] == pytest.approx(0.15, abs=2e-3)
+    assert out["chamfer_sum"] == pytest.approx(0.30, abs=4e-3)
+    assert out["chamfer_squared"] == pytest.approx(2 * 0.15**2, abs=1e-3)
+    assert out == metrics.chamfer_distance(small, large, num_points=5000, seed=0)  # deterministic for a seed
+
+
+def test_chamfer_of_identical_meshes_is_sampling_floor(spheres) -> None:
+    # two independent 5,000-point samples of one sphere (area 2.0): spacing ~ sqrt(2.0 / 5000) = 0.02
+    out = metrics.chamfer_distance(spheres[1], spheres[1].copy(), num_points=5000, seed=1)
+    assert 0.0 < out["chamfer"] < 0.02
+    empty = metrics.chamfer_distance(trimesh.Trimesh(), spheres[1], seed=0)
+    assert empty["chamfer"] == math.inf
+    with pytest.raises(ValueError, match="`gt_mesh` has no surface"):
+        metrics.chamfer_distance(spheres[1], trimesh.Trimesh(), seed=0)
+
+
+def test_volumetric_iou_of_spheres(spheres) -> None:
+    small, large = spheres
+    out = metrics.volumetric_iou(small, large, resolution=48, bound=0.5)
+    assert out["volume_iou"] == pytest.approx((0.25 / 0.4) ** 3, abs=0.02)
+    assert out["gt_volume"] == pytest.approx(4 / 3 * math.pi * 0.4**3, rel=0.03)
+    assert metrics.volumetric_iou(large, large.copy(), resolution=32)["volume_iou"] == 1.0
+    assert metrics.volumetric_iou(trimesh.Trimesh(), large, resolution=16)["volume_iou"] == 0.0
+    with pytest.raises(ValueError, match="`gt_mesh` has no faces"):
+        metrics.volumetric_iou(large, trimesh.Trimesh(), resolution=16)
+
+
+def test_volumetric_iou_tolerates_holes(spheres) -> None:
+    holey = spheres[1].copy()
+    keep = np.ones(len(holey.faces), dtype=bool)
+    keep[::37] = False  # punch 139 holes
+    holey.update_faces(keep)
+    assert not holey.is_watertight
+    assert metrics.volumetric_iou(holey, spheres[1], resolution=32)["volume_iou"] > 0.99
+
+
+# --- statistics ---------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_ci_contains_true_mean_and_is_deterministic() -> None:
+    values = np.random.default_rng(4).normal(loc=2.0, scale=1.0, size=200)
+    ci = metrics.bootstrap_ci(values, num_resamples=4000, confidence=0.95, seed=0)
+    assert ci["ci_low"] < 2.0 < ci["ci_high"]
+    # the width is close to the normal-theory 2 * 1.96 * sd / sqrt(n)
+    assert ci["ci_high"] - ci["ci_low"] == pytest.approx(2 * 1.96 * values.std(ddof=1) / math.sqrt(200), rel=0.15)
+    assert ci == metrics.bootstrap_ci(values, num_resamples=4000, confidence=0.95, seed=0)
+    assert ci != metrics.bootstrap_ci(values, num_resamples=4000, confidence=0.95, seed=1)
+    with pytest.raises(ValueError, match="non-finite"):
+        metrics.bootstrap_ci([1.0, math.inf], seed=0)
+
+
+def test_paired_difference_on_known_arrays() -> None:
+    a = np.array([3.0, 5.0, 4.0, 6.0])
+    b = np.array([2.0, 5.0, 5.0, 3.0])  # a - b = [1, 0, -1, 3]: mean 0.75, sd sqrt(8.75 / 3)
+    out = metrics.paired_difference(a, b, num_resamples=2000, seed=0)
+    assert out["mean_difference"] == pytest.approx(0.75)
+    assert out["std_difference"] == pytest.approx(math.sqrt(8.75 / 3))
+    assert out["standard_error"] == pytest.approx(math.sqrt(8.75 / 3) / 2)
+    assert out["num_a_greater"] == 2.0 and out["num_objects"] == 4.0
+    assert -1.0 <= out["ci_low"] < 0.75 < out["ci_high"] <= 3.0
+    with pytest.raises(ValueError, match="one value per object"):
+        metrics.paired_difference(list(a), list(b[:3]), seed=0)
