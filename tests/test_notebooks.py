@@ -49,16 +49,26 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
     assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
-        assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
+        if "parameters" not in cell.metadata.get("tags", []):  # the parameters cell is one literal per line
+            assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions and classes belong in lib/"
 
 
-@pytest.mark.xdist_group("blender")
-def test_render_notebook_runs_under_smoke_params(tmp_path):
+def smoke_params(tmp_path) -> "Path":
+    """tests/smoke_params.yaml with every path moved into `tmp_path`."""
     params = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())
-    params["render"] |= {"data_dir": str(tmp_path / "data"), "results_dir": str(tmp_path / "results")}
-    params_path = tmp_path / "params.yaml"
-    params_path.write_text(yaml.safe_dump(params))
+    for group in params.values():
+        for key in ("data_dir", "results_dir", "models_dir"):
+            if key in group:
+                group[key] = str(tmp_path / key.removesuffix("_dir"))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.xdist_group("blender")
+def test_render_then_finetune_notebooks_run_under_smoke_params(tmp_path):
+    params_path = smoke_params(tmp_path)
     out = cli.run_stage("render", params_path, tmp_path / "01_render.ipynb")
     executed = nbformat.read(out, as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
@@ -67,3 +77,11 @@ def test_render_notebook_runs_under_smoke_params(tmp_path):
     metrics = json.loads((tmp_path / "results" / "metrics" / "render.json").read_text())
     assert metrics["objects_train"] == 3 and metrics["objects_zero_shot"] == 1 and metrics["views_total"] == 12
     assert json.loads((tmp_path / "data" / "manifest.json").read_text())["split"]["zero_shot"] == ["duck"]
+
+    cli.run_stage("finetune", params_path, tmp_path / "02_finetune.ipynb")
+    for name in ("vae_reconstructions.png", "loss_curves.png", "previews.png", "time.png", "loss_history.json"):
+        assert (tmp_path / "results" / "finetune" / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "results" / "metrics" / "finetune.json").read_text())
+    assert metrics["steps"] == 2 and "heldout_loss_true_pose_with_pose" in metrics
+    for run in ("pose", "no_pose"):
+        assert (tmp_path / "models" / run / "model" / "model_index.json").is_file()

@@ -19,6 +19,7 @@ from zero1to3 import files
 # Stage name -> its notebook; one stage per notebook, in pipeline order.
 STAGES = {
     "render": "01_render.ipynb",
+    "finetune": "02_finetune.ipynb",
 }
 KERNEL_NAME = "zero1to3"  # registered by the set-up (`make setup`), with HF_HUB_OFFLINE=1 in its environment
 

@@ -122,16 +122,19 @@ def to_model_images(rgba: UInt8[np.ndarray, "*B H W 4"]) -> Float[torch.Tensor, 
     return rgb.movedim(-1, -3) * 2.0 - 1.0
 
 
-def sample_pairs(views: MultiViewSet, batch_size: int, generator: torch.Generator) -> PairBatch:
+def sample_pairs(
+    views: MultiViewSet, batch_size: int, generator: torch.Generator, objects: Int[torch.Tensor, "B"] | None = None
+) -> PairBatch:
     """Draw `batch_size` (input, target) pairs: a uniform object, then an ordered pair of distinct views.
 
     As the paper's data loader (spec 2.2): input and target are two different views of the same
-    object, drawn uniformly and afresh each time; the pose is relative, input -> target.
+    object, drawn uniformly and afresh each time; the pose is relative, input -> target. Passing
+    `objects` fixes which object each pair comes from (the views are still drawn).
     """
     num_objects, num_views = views.rgba.shape[:2]
     if num_views < 2:
         raise ValueError(f"pairs need at least 2 views per object, the set has {num_views}")
-    obj = torch.randint(num_objects, (batch_size,), generator=generator)
+    obj = torch.randint(num_objects, (batch_size,), generator=generator) if objects is None else objects
     src = torch.randint(num_views, (batch_size,), generator=generator)
     # A distinct target: shift by 1..V-1 (uniform over the other views).
     tgt = (src + 1 + torch.randint(num_views - 1, (batch_size,), generator=generator)) % num_views

@@ -85,3 +85,55 @@ def polar_histogram(polar_deg: np.ndarray, radius: np.ndarray, size_in: float = 
     ax1.set_xlabel("camera distance (world units)")
     fig.tight_layout()
     return fig
+
+
+def loss_curves(histories: dict[str, list[dict[str, float]]], key: str = "loss", size_in: float = 6.0) -> Figure:
+    """Training losses of several runs against the step, raw (faint) and smoothed (solid), log scale."""
+    fig, ax = plt.subplots(figsize=(size_in, size_in / 1.8))
+    for i, (name, history) in enumerate(histories.items()):
+        steps = np.array([row["step"] for row in history])
+        values = np.array([row[key] for row in history])
+        window = max(1, len(values) // 50)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps, values, color=f"C{i}", alpha=0.2, linewidth=0.6)
+        ax.plot(steps[window - 1 :], smooth, color=f"C{i}", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(rows: dict[str, np.ndarray], cell_in: float = 0.8, title: str = "") -> Figure:
+    """Rows of images (each `(N, H, W, 3)` in [0, 1]) labelled by their key; e.g. input / truth / models."""
+    num_cols = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), num_cols, figsize=(cell_in * num_cols + 1.0, cell_in * len(rows)),
+                             squeeze=False)  # fmt: skip
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(num_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(np.clip(images[c], 0.0, 1.0), interpolation="nearest")
+        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.subplots_adjust(left=0.12, right=0.99, top=0.9 if title else 0.99, bottom=0.01, wspace=0.04, hspace=0.06)
+    return fig
+
+
+def time_bars(seconds: dict[str, float], size_in: float = 6.0) -> Figure:
+    """Where the time went: one horizontal bar per part, in minutes."""
+    fig, ax = plt.subplots(figsize=(size_in, 0.4 * len(seconds) + 0.8))
+    names = list(seconds)
+    minutes = [seconds[n] / 60.0 for n in names]
+    ax.barh(names, minutes, color="C0")
+    for y, m in enumerate(minutes):
+        ax.text(m, y, f" {m:.1f} min", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("minutes")
+    ax.set_xlim(0, max(minutes + [1e-3]) * 1.25)
+    fig.tight_layout()
+    return fig

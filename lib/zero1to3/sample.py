@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -103,3 +104,35 @@ def sample_novel_views(
     # 6. Decode to images in [0, 1]
     decoded = models.decode_latents(components.vae, latents)
     return SampleOutput(((decoded + 1.0) / 2.0).clamp(0.0, 1.0), latents, poses)
+
+
+class CheckpointPreviews:
+    """Draws the same held-out pairs at every training checkpoint (pass it as `train.fit(on_checkpoint=...)`).
+
+    Keeps `images[step]` as `(N, H, W, 3)` arrays in [0, 1], for a figure of validation views over training.
+    """
+
+    def __init__(
+        self,
+        input_images: Float[Tensor, "N 3 H W"],
+        poses: Float[Tensor, "N 4"],
+        num_steps: int,
+        guidance_scale: float,
+        seed: int,
+        use_pose: bool = True,
+    ) -> None:
+        self.input_images, self.poses = input_images, poses
+        self.num_steps, self.guidance_scale, self.seed, self.use_pose = num_steps, guidance_scale, seed, use_pose
+        self.images: dict[int, np.ndarray] = {}
+
+    def __call__(self, components: models.Zero123Components, step: int) -> None:
+        was_training = {name: m.training for name, m in components.modules().items()}
+        for module in components.modules().values():
+            module.eval()
+        out = sample_novel_views(
+            components, self.input_images, self.poses, self.num_steps, self.guidance_scale, eta=1.0,
+            generator=torch.Generator().manual_seed(self.seed), use_pose=self.use_pose,
+        )  # fmt: skip
+        self.images[step] = out.images.permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3)
+        for name, module in components.modules().items():
+            module.train(was_training[name])

@@ -20,23 +20,22 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from diffusers import AutoencoderKL
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from jaxtyping import Float
 from torch import Tensor
 from tqdm import tqdm
 
 from zero1to3 import conditioning, data, files, models
+from zero1to3.autoencoder import LatentTable
 from zero1to3.config import FinetuneConfig
 
 logger = logging.getLogger(__name__)
@@ -44,16 +43,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 KEEP_CHECKPOINTS = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class LatentTable:
-    """The VAE posterior of every view, computed once: the VAE is frozen while the UNet trains."""
-
-    mean: Float[Tensor, "N V C h w"]
-    """Posterior mean (unscaled): the concatenated input-view latent (spec 8.1)."""
-    std: Float[Tensor, "N V C h w"]
-    """Posterior standard deviation: target latents are `scaling_factor * (mean + std * n)`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,21 +55,6 @@ class FitResult:
     """One row per optimiser step: step, loss, learning rate, seconds."""
     resumed_from_step: int
     """0 for a fresh run, else the checkpoint step the run continued from."""
-
-
-@torch.no_grad()
-def encode_views(vae: AutoencoderKL, views: data.MultiViewSet, batch_size: int = 64) -> LatentTable:
-    """Posterior mean and std of every view of `views` (composited on white, in [-1, 1])."""
-    num_objects, num_views = views.rgba.shape[:2]
-    flat = views.rgba.reshape(num_objects * num_views, *views.rgba.shape[2:])  # (N*V, H, W, 4)
-    means, stds = [], []
-    for start in range(0, len(flat), batch_size):
-        posterior = vae.encode(data.to_model_images(flat[start : start + batch_size])).latent_dist
-        means.append(posterior.mean)
-        stds.append(posterior.std)
-    mean, std = torch.cat(means), torch.cat(stds)  # (N*V, C, h, w)
-    return LatentTable(mean.reshape(num_objects, num_views, *mean.shape[1:]), std.reshape(num_objects, num_views,
-                       *std.shape[1:]))  # fmt: skip
 
 
 def training_step(
@@ -130,6 +104,37 @@ def training_step(
     unet_in = conditioning.unet_input(z_t, cond.concat_latents)  # (B, 2C, h, w)
     pred = components.unet(unet_in, timesteps, encoder_hidden_states=cond.encoder_hidden_states).sample
     return {"loss_diffusion": F.mse_loss(pred.float(), target.float())}
+
+
+def build_components(
+    scale: str, tiny_sizes: dict[str, Any], weights_path: str, prediction_type: str, seed: int
+) -> models.Zero123Components:
+    """The stage's starting point: `tiny` components from scratch, or `paper` components from a local path.
+
+    `paper` reads, by what `weights_path` holds: a released zero123 `.ckpt` (converted), a
+    Zero-1-to-3 diffusers folder (`model_index.json` naming it), or Stable Diffusion image-variations
+    in diffusers layout (turned into Zero-1-to-3 as the paper's starting point). Nothing is downloaded.
+    """
+    if scale == "tiny":
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in tiny_sizes.items()}
+        return models.build_tiny_components(models.TinyModelSizes(**values), seed, prediction_type)
+    if scale != "paper":
+        raise ValueError(f"`scale` must be 'tiny' or 'paper', got {scale!r}")
+    path = Path(weights_path)
+    if not weights_path or not path.exists():
+        raise FileNotFoundError(
+            f"scale 'paper' needs `weights_path`: a local folder with sd-image-variations in diffusers layout "
+            f"(unet/, vae/, image_encoder/, ...), a Zero-1-to-3 diffusers folder, or a zero123 .ckpt file; "
+            f"got {weights_path!r}, which does not exist. Place the weights there and set `weights_path`."
+        )
+    if path.suffix == ".ckpt":
+        from zero1to3 import convert
+
+        return convert.load_zero123_ckpt(path, prediction_type=prediction_type)
+    index = path / "model_index.json"
+    if index.is_file() and json.loads(index.read_text()).get("_class_name") in models.ACCEPTED_CLASS_NAMES:
+        return models.Zero123Components.load_pretrained(path)
+    return models.from_sd_image_variations(path, torch.Generator().manual_seed(seed), prediction_type)
 
 
 def _trainable(components: models.Zero123Components, cfg: FinetuneConfig) -> dict[str, torch.nn.Module]:
@@ -293,49 +298,116 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def fit_vae(
-    vae: AutoencoderKL,
-    views: data.MultiViewSet,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    kl_weight: float,
-    generator: torch.Generator,
-    progress: bool = True,
-) -> list[dict[str, float]]:
-    """Train a small VAE on single views (tiny scale: nothing pretrained exists offline), in place.
-
-    Loss: mean squared reconstruction error + `kl_weight` x KL(q(z|x) || N(0, I)) per latent element.
-    Afterwards the latent scaling factor is set to 1 / std of the scaled latents, as SD's 0.18215
-    was chosen for its VAE, so that diffusion sees unit-variance targets. Returns the loss history.
-    """
-    vae.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=learning_rate)
-    num_objects, num_views = views.rgba.shape[:2]
-    history = []
-    for step in tqdm(range(steps), desc="vae", unit="step", disable=not progress, mininterval=5):
-        obj = torch.randint(num_objects, (batch_size,), generator=generator)
-        view = torch.randint(num_views, (batch_size,), generator=generator)
-        x = data.to_model_images(views.rgba[obj.numpy(), view.numpy()])
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=generator)).sample
-        loss_recon = F.mse_loss(recon, x)
-        loss_kl = posterior.kl().mean() / math.prod(posterior.mean.shape[1:])
-        loss = loss_recon + kl_weight * loss_kl
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite VAE loss {loss.item()} at step {step + 1}; stopping")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append({"step": step + 1, "loss_recon": loss_recon.item(), "loss_kl": loss_kl.item()})
-    vae.eval().requires_grad_(False)
-    with torch.no_grad():
-        table = encode_views(vae, views)
-        sample_std = torch.sqrt(table.mean.var() + (table.std**2).mean()).item()
-    vae.register_to_config(scaling_factor=1.0 / sample_std)
-    return history
-
-
 def save_history(path: str | Path, history: list[dict[str, float]]) -> None:
     """Write a loss history as JSON (plot data for `dvc plots`)."""
     files.write_bytes_atomic(path, json.dumps(history).encode())
+
+
+@torch.no_grad()
+def probe_loss(
+    components: models.Zero123Components,
+    views: data.MultiViewSet,
+    latents: LatentTable,
+    cfg: FinetuneConfig,
+    num_pairs: int,
+    seed: int,
+) -> dict[str, float]:
+    """Held-out diffusion loss with the true, shuffled and zero pose, at fixed pairs, timesteps and noise.
+
+    A steadier signal of whether a model uses the pose than sampled images after a short run (see
+    `shared/reference/learning-spike.md`): a model that reads the pose scores lower with the true
+    pose than with a shuffled one. No condition dropout; every variant sees identical noise.
+    """
+    probe_cfg = dataclasses.replace(cfg, cfg_dropout_prob=0.0)
+    for module in components.modules().values():
+        module.eval()
+    batch = data.sample_pairs(views, num_pairs, torch.Generator().manual_seed(seed))
+    shuffle = torch.randperm(num_pairs, generator=torch.Generator().manual_seed(seed + 1))
+    variants = {
+        "true_pose": batch,
+        "shuffled_pose": dataclasses.replace(batch, pose=batch.pose[shuffle]),
+        "zero_pose": dataclasses.replace(batch, pose=torch.zeros_like(batch.pose)),
+    }
+    out = {}
+    for name, pairs in variants.items():
+        generator = torch.Generator().manual_seed(seed + 2)  # the same timesteps and noise for every variant
+        out[f"heldout_loss_{name}"] = training_step(components, pairs, latents, probe_cfg, generator)[
+            "loss_diffusion"
+        ].item()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reporting helpers for the stage notebook.
+
+
+def parameter_table(components: models.Zero123Components) -> str:
+    """Markdown table of parameter counts per component (and which are trained at this scale)."""
+    counts = components.summary()["num_parameters"]
+    rows = ["| component | parameters |", "| --- | ---: |"]
+    rows += [f"| {name} | {count / 1e6:.2f} M |" for name, count in counts.items()]
+    rows.append(f"| **total** | **{sum(counts.values()) / 1e6:.2f} M** |")
+    return "\n".join(rows)
+
+
+def preview_pairs(views: data.MultiViewSet, num_pairs: int, seed: int) -> data.PairBatch:
+    """Fixed held-out pairs for the checkpoint previews: one from each of the first objects (cycling if few)."""
+    objects = torch.arange(num_pairs) % len(views.object_ids)
+    return data.sample_pairs(views, num_pairs, torch.Generator().manual_seed(seed), objects=objects)
+
+
+def preview_rows(
+    pairs: data.PairBatch, with_pose: dict[int, np.ndarray], no_pose: dict[int, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Figure rows: input, truth, the model at every checkpoint, the baseline at its last checkpoint."""
+    to_hwc = lambda t: ((t + 1.0) / 2.0).permute(0, 2, 3, 1).numpy()  # noqa: E731
+    rows = {"input": to_hwc(pairs.input_images), "truth": to_hwc(pairs.target_images)}
+    rows |= {f"pose, step {step}": images for step, images in sorted(with_pose.items())}
+    if no_pose:
+        last = max(no_pose)
+        rows[f"no pose, step {last}"] = no_pose[last]
+    return rows
+
+
+def merge_histories(histories: dict[str, list[dict[str, float]]]) -> list[dict[str, float]]:
+    """One row per step with each run's loss as a column (plot data for `dvc plots`)."""
+    by_step: dict[int, dict[str, float]] = {}
+    for name, history in histories.items():
+        for row in history:
+            by_step.setdefault(int(row["step"]), {"step": int(row["step"])})[name.replace(" ", "_")] = row["loss"]
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def probe_table(probe: dict[str, dict[str, float]]) -> str:
+    """Markdown table of `probe_loss` results per model."""
+    columns = ["true_pose", "shuffled_pose", "zero_pose"]
+    rows = ["| model | true pose | shuffled pose | zero pose |", "| --- | ---: | ---: | ---: |"]
+    for name, values in probe.items():
+        rows.append(f"| {name} | " + " | ".join(f"{values[f'heldout_loss_{c}']:.5f}" for c in columns) + " |")
+    return "\n".join(rows)
+
+
+def finetune_metrics(
+    result: FitResult,
+    baseline: FitResult,
+    probe: dict[str, dict[str, float]],
+    seconds: dict[str, float],
+    vae_history: list[dict[str, float]],
+    tail: int = 100,
+) -> dict[str, float]:
+    """Flat metrics of the stage: final losses (mean of the last `tail` steps), steps, probe, minutes."""
+    final = lambda h: float(np.mean([row["loss"] for row in h[-tail:]]))  # noqa: E731
+    metrics = {
+        "steps": len(result.history),
+        "final_loss_pose": final(result.history),
+        "final_loss_no_pose": final(baseline.history),
+        "seconds_per_step_pose": float(np.mean([row["seconds"] for row in result.history])),
+    }
+    for model, values in probe.items():
+        for key, value in values.items():
+            metrics[f"{key}_{model.replace(' ', '_')}"] = value
+    if vae_history:
+        metrics["vae_final_recon_mse"] = float(np.mean([row["loss_recon"] for row in vae_history[-20:]]))
+    metrics |= {f"minutes_{name.replace(' ', '_').replace('(', '').replace(')', '')}": s / 60 for name, s in
+                seconds.items()}  # fmt: skip
+    return metrics

@@ -1,0 +1,103 @@
+"""The autoencoder side of the model: latents of every view, and (tiny scale) training a VAE from scratch.
+
+At paper scale the VAE is Stable Diffusion's, frozen. At tiny scale nothing pretrained exists
+offline, so a small `AutoencoderKL` is trained first on single views and then frozen; either way the
+posterior of every training view is computed once (`encode_views`) and the diffusion model trains on
+that table (spec 8.1: the input view's unscaled posterior mean is concatenated; the target is the
+scaled posterior sample).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from jaxtyping import Float
+from torch import Tensor
+from tqdm import tqdm
+
+from zero1to3 import data
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentTable:
+    """The VAE posterior of every view, computed once: the VAE is frozen while the UNet trains."""
+
+    mean: Float[Tensor, "N V C h w"]
+    """Posterior mean (unscaled): the concatenated input-view latent (spec 8.1)."""
+    std: Float[Tensor, "N V C h w"]
+    """Posterior standard deviation: target latents are `scaling_factor * (mean + std * n)`."""
+
+
+@torch.no_grad()
+def encode_views(vae: AutoencoderKL, views: data.MultiViewSet, batch_size: int = 64) -> LatentTable:
+    """Posterior mean and std of every view of `views` (composited on white, in [-1, 1])."""
+    num_objects, num_views = views.rgba.shape[:2]
+    flat = views.rgba.reshape(num_objects * num_views, *views.rgba.shape[2:])  # (N*V, H, W, 4)
+    means, stds = [], []
+    for start in range(0, len(flat), batch_size):
+        posterior = vae.encode(data.to_model_images(flat[start : start + batch_size])).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    mean, std = torch.cat(means), torch.cat(stds)  # (N*V, C, h, w)
+    return LatentTable(mean.reshape(num_objects, num_views, *mean.shape[1:]), std.reshape(num_objects, num_views,
+                       *std.shape[1:]))  # fmt: skip
+
+
+def fit_vae(
+    vae: AutoencoderKL,
+    views: data.MultiViewSet,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    kl_weight: float,
+    generator: torch.Generator,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train a small VAE on single views (tiny scale: nothing pretrained exists offline), in place.
+
+    Loss: mean squared reconstruction error + `kl_weight` x KL(q(z|x) || N(0, I)) per latent element.
+    Afterwards the latent scaling factor is set to 1 / std of the scaled latents, as SD's 0.18215
+    was chosen for its VAE, so that diffusion sees unit-variance targets. Returns the loss history.
+    """
+    vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=learning_rate)
+    num_objects, num_views = views.rgba.shape[:2]
+    history = []
+    for step in tqdm(range(steps), desc="vae", unit="step", disable=not progress, mininterval=5):
+        tick = time.perf_counter()
+        obj = torch.randint(num_objects, (batch_size,), generator=generator)
+        view = torch.randint(num_views, (batch_size,), generator=generator)
+        x = data.to_model_images(views.rgba[obj.numpy(), view.numpy()])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=generator)).sample
+        loss_recon = F.mse_loss(recon, x)
+        loss_kl = posterior.kl().mean() / math.prod(posterior.mean.shape[1:])
+        loss = loss_recon + kl_weight * loss_kl
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite VAE loss {loss.item()} at step {step + 1}; stopping")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        history.append({"step": step + 1, "loss_recon": loss_recon.item(), "loss_kl": loss_kl.item(),
+                        "seconds": time.perf_counter() - tick})  # fmt: skip
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        table = encode_views(vae, views)
+        sample_std = torch.sqrt(table.mean.var() + (table.std**2).mean()).item()
+    vae.register_to_config(scaling_factor=1.0 / sample_std)
+    return history
+
+
+@torch.no_grad()
+def vae_reconstructions(vae: AutoencoderKL, rgba: np.ndarray) -> dict[str, np.ndarray]:
+    """Views on white and their VAE reconstructions (posterior mean decoded), `(N, H, W, 3)` in [0, 1]."""
+    x = data.to_model_images(rgba)
+    recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    to_hwc = lambda t: ((t + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).numpy()  # noqa: E731
+    return {"view": to_hwc(x), "VAE reconstruction": to_hwc(recon)}
