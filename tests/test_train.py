@@ -82,6 +82,18 @@ def test_resume_refuses_a_checkpoint_with_other_settings(setup, tmp_path):
         train.fit(other, views, latents, tiny_cfg(max_steps=2, learning_rate=5e-4), tmp_path, progress=False)
 
 
+def test_a_finished_run_can_be_extended(setup, tmp_path):
+    components, views, latents = setup
+    fresh = lambda: models.build_dummy_components(seed=0, prediction_type="v_prediction")  # noqa: E731
+    straight = train.fit(fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "a", progress=False)
+    train.fit(fresh(), views, latents, tiny_cfg(max_steps=2), tmp_path / "b", progress=False)
+    extended = train.fit(fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "b", progress=False)
+    assert extended.resumed_from_step == 2
+    assert [r["loss"] for r in extended.history] == [r["loss"] for r in straight.history]
+    with pytest.raises(ValueError, match="past max_steps=1"):
+        train.fit(fresh(), views, latents, tiny_cfg(max_steps=1), tmp_path / "b", progress=False)
+
+
 def test_non_finite_loss_stops_and_names_the_step(setup, tmp_path, monkeypatch):
     components, views, latents = setup
     real_step = train.training_step

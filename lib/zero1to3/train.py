@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 KEEP_CHECKPOINTS = 2
+RESUMABLE_CHANGES = ("max_steps", "checkpoint_every")  # settings a run may resume under with new values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,11 +200,16 @@ def fit(
     last = latest_checkpoint(out_dir)
     if last is not None:
         state = torch.load(last, map_location="cpu", weights_only=False)
-        if state["config"] != cfg.to_dict():
+        # Only the run's length and checkpoint spacing may change: they leave the trajectory as it is
+        # (the learning rate is constant after warm-up), so a finished run can be extended.
+        differences = {k: v for k, v in _diff(state["config"], cfg.to_dict()).items() if k not in RESUMABLE_CHANGES}
+        if differences:
             raise ValueError(
                 f"checkpoint {last} was written with other settings; delete {out_dir / CHECKPOINT_DIR} to start "
-                f"over or restore them. Differences: {_diff(state['config'], cfg.to_dict())}"
+                f"over or restore them. Differences (checkpoint, now): {differences}"
             )
+        if state["step"] > cfg.max_steps:
+            raise ValueError(f"checkpoint {last} is at step {state['step']}, past max_steps={cfg.max_steps}")
         for name, module in trained.items():
             accelerator.unwrap_model(module).load_state_dict(state["modules"][name])
         getattr(optimizer, "optimizer", optimizer).load_state_dict(state["optimizer"])
@@ -235,7 +241,7 @@ def fit(
         row = {"step": step + 1, "loss": loss.item(), "lr": lr_schedule.get_last_lr()[0],
                "seconds": time.perf_counter() - tick}  # fmt: skip
         history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4f}")
+        bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)  # printed at the bar's own interval
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
             if accelerator.is_main_process:
                 _save_checkpoint(out_dir, step + 1, cfg, trained, optimizer, lr_schedule, ema, data_gen, noise_gen,
