@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from diffusers import PNDMScheduler, UNet2DConditionModel
 
 from zero1to3 import models
@@ -65,12 +66,9 @@ def test_dummy_components_are_deterministic_and_leave_global_rng_alone() -> None
 
 
 def test_tiny_components_have_the_measured_sizes() -> None:
-    sizes = models.TinyModelSizes(
-        image_size=64, latent_channels=4, vae_block_out_channels=(32, 64, 64), vae_layers_per_block=1,
-        unet_block_out_channels=(32, 64, 64), unet_layers_per_block=1, unet_cross_attention_levels=(1, 2),
-        unet_num_heads=4, clip_hidden_size=128, clip_num_layers=4, clip_num_heads=4, clip_patch_size=8,
-        clip_projection_dim=128, norm_num_groups=32,
-    )  # fmt: skip
+    # The study's default tiny sizes, as params.yaml gives them (not a copy that could drift).
+    tiny = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["finetune"]["tiny_model"]
+    sizes = models.TinyModelSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in tiny.items()})
     comp = models.build_tiny_components(sizes, seed=0, prediction_type="v_prediction")
     assert sizes.latent_size == 16 and comp.unet.config.sample_size == 16
     assert comp.unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
