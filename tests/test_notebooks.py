@@ -66,7 +66,7 @@ def smoke_params(tmp_path) -> "Path":
 
 
 @pytest.mark.xdist_group("blender")
-def test_render_then_finetune_notebooks_run_under_smoke_params(tmp_path):
+def test_all_notebooks_run_in_order_under_smoke_params(tmp_path):
     params_path = smoke_params(tmp_path)
     out = cli.run_stage("render", params_path, tmp_path / "01_render.ipynb")
     executed = nbformat.read(out, as_version=4)
@@ -84,3 +84,23 @@ def test_render_then_finetune_notebooks_run_under_smoke_params(tmp_path):
     assert metrics["steps"] == 2 and "heldout_loss_true_pose_with_pose" in metrics
     for run in ("pose", "no_pose"):
         assert (tmp_path / "models" / run / "model" / "model_index.json").is_file()
+
+    cli.run_stage("sample", params_path, tmp_path / "03_sample.ipynb")
+    for name in ("views_test.png", "views_zero_shot.png", "orbits.png", "orbit_duck.gif", "guidance_scale.png",
+                 "variations.png"):  # fmt: skip
+        assert (tmp_path / "results" / "sample" / name).stat().st_size > 0, name
+    assert (tmp_path / "data" / "samples" / "zero_shot.npz").is_file()
+
+    cli.run_stage("sjc", params_path, tmp_path / "04_sjc.ipynb")
+    for name in ("turntable_sjc.png", "turntable_sjc_i.png", "loss_input.png", "time.png"):
+        assert (tmp_path / "results" / "sjc" / name).stat().st_size > 0, name
+    metrics = json.loads((tmp_path / "results" / "metrics" / "sjc.json").read_text())
+    assert metrics["sjc/num_objects"] == 2 and metrics["iterations"] == 3
+
+    cli.run_stage("evaluate", params_path, tmp_path / "05_evaluate.ipynb")
+    metrics = json.loads((tmp_path / "results" / "metrics" / "evaluate.json").read_text())
+    assert metrics["novel_view/zero_shot/num_objects"] == 1 and "novel_view/test/copy_input/psnr" in metrics
+    assert "reconstruction/zero_shot/sjc/volumetric_iou" in metrics
+    report = (tmp_path / "results" / "RESULTS.md").read_text()
+    assert "## Claims" in report and "lpips" in report  # unavailable offline, and said so
+    assert json.loads((tmp_path / "results" / "env.json").read_text())["unavailable_metrics"]

@@ -1,7 +1,9 @@
-"""Command line: `python -m zero1to3 run <stage>` runs a stage's notebook with its `params.yaml` group.
+"""Command line: `python -m zero1to3 run <stage>` runs a stage's notebook; `sample` makes novel views.
 
-This is the only module that reads `params.yaml` (the stage entry point, as `main()` in
+`run` is the only reader of `params.yaml` (the stage entry point, as `main()` in
 iterative/example-get-started); every library function takes explicit arguments or a config.
+`sample IMAGE ...` generates the view of one image from a relative camera (stage 03's command);
+its arguments and work live in `zero1to3.pipeline`, beside the pipeline they drive.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from zero1to3 import files
 STAGES = {
     "render": "01_render.ipynb",
     "finetune": "02_finetune.ipynb",
+    "sample": "03_sample.ipynb",
+    "sjc": "04_sjc.ipynb",
+    "evaluate": "05_evaluate.ipynb",
 }
 KERNEL_NAME = "zero1to3"  # registered by the set-up (`make setup`), with HF_HUB_OFFLINE=1 in its environment
 
@@ -66,11 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("stage", choices=list(STAGES))
     run.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     run.add_argument("--output-notebook", default=None, help="where the executed notebook goes")
+    sample = sub.add_parser("sample", help="generate novel views of one image (see `sample --help`)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sample"]:  # only this command loads torch and diffusers; `run` starts a kernel instead
+        from zero1to3 import pipeline
+
+        pipeline.add_sample_arguments(sample)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         out = run_stage(args.stage, args.params, args.output_notebook)
         logger.info("executed notebook written to %s", out)
+    elif args.command == "sample":
+        from zero1to3 import pipeline
+
+        return pipeline.sample_command(args)
     return 0
 
 

@@ -157,7 +157,12 @@ def render_objects(
         "split": ok_split,
         "failed": {r.object_id: r.error for r in results if r.status == "failed"},
         "objects": {
-            s.object_id: {"mesh_path": objects.display_path(s.mesh_path), "status": status[s.object_id].status}
+            # "ok" whether rendered now or reused: the manifest describes the data, not this run, so a
+            # resumed render writes the same file as an uninterrupted one (and later stages do not rerun).
+            s.object_id: {
+                "mesh_path": objects.display_path(s.mesh_path),
+                "status": "failed" if status[s.object_id].status == "failed" else "ok",
+            }
             for s in sources
         },
     }

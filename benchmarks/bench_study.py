@@ -1,0 +1,75 @@
+"""Time per stage of the last complete study, from the executed notebooks papermill wrote.
+
+`dvc repro` runs each stage's notebook by papermill, which records the start, end and duration of
+the run and of every cell in the executed copy under `results/notebooks/`. This script reads them
+(nothing is rerun), prints the time per stage and the total, checks the study's 90-minute budget and
+writes `results/benchmarks/study.json`. The slowest cells show where the time goes.
+
+    python benchmarks/bench_study.py [--notebooks results/notebooks] [--out results/benchmarks/study.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+import nbformat
+
+from zero1to3 import cli, files
+
+BUDGET_MINUTES = 90.0  # the default study on the 2-core machine (README, issue 7)
+
+
+def stage_times(folder: Path) -> dict[str, dict]:
+    """Per stage: minutes, start and end, and its three slowest cells (first line, seconds)."""
+    out = {}
+    for stage, name in cli.STAGES.items():
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run the whole study first (`make study`)")
+        nb = nbformat.read(path, as_version=4)
+        meta = nb.metadata.get("papermill", {})
+        if meta.get("exception"):
+            raise RuntimeError(f"{path} records a failed run; its times do not describe a complete study")
+        cells = [(c.source.splitlines()[0][:60] if c.source else "", c.metadata.get("papermill", {}).get("duration"))
+                 for c in nb.cells if c.cell_type == "code"]  # fmt: skip
+        slowest = sorted((c for c in cells if c[1] is not None), key=lambda c: -c[1])[:3]
+        out[stage] = {
+            "minutes": round(meta["duration"] / 60.0, 2),
+            "start": meta["start_time"],
+            "end": meta["end_time"],
+            "slowest_cells": [{"cell": src, "seconds": round(sec, 1)} for src, sec in slowest],
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebooks", default="results/notebooks")
+    parser.add_argument("--out", default="results/benchmarks/study.json")
+    args = parser.parse_args()
+    stages = stage_times(Path(args.notebooks))
+    total = round(sum(s["minutes"] for s in stages.values()), 2)
+    out = {
+        "total_minutes": total,
+        "budget_minutes": BUDGET_MINUTES,
+        "within_budget": total <= BUDGET_MINUTES,
+        "stages": stages,
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "note": "Stage times as papermill recorded them in results/notebooks/ during the last `dvc repro`; a stage "
+        "DVC skipped keeps the time of the run that made its outputs.",
+    }
+    for stage, s in stages.items():
+        slowest = s["slowest_cells"][0] if s["slowest_cells"] else "-"
+        print(f"{stage:>9}: {s['minutes']:6.1f} min   slowest cell: {slowest}")
+    verdict = "met" if out["within_budget"] else "MISSED"
+    print(f"{'total':>9}: {total:6.1f} min   (budget {BUDGET_MINUTES:.0f} min: {verdict})")
+    files.write_json_atomic(args.out, out)
+    print(json.dumps({k: v for k, v in out.items() if k != "stages"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,411 @@
+"""Stage 03 for users: novel views of one image as a diffusers-style pipeline, a batch generator, a command.
+
+* `Zero123Pipeline`: image + relative camera in degrees -> PIL images, with the diffusers contract
+  (`from_pretrained` / `save_pretrained` / `to` / `__call__` returning a `*PipelineOutput`). The
+  denoising loop is not here: it is `sample.sample_novel_views`, which the pipeline calls once.
+* `generate_views`: the study's batch generator over many objects (stage 03 notebook), seeded per object.
+* `add_sample_arguments` / `sample_command`: `python -m zero1to3 sample IMAGE --out view.png ...`.
+
+Why not a `diffusers.DiffusionPipeline` subclass: its `save_pretrained` only saves components whose
+class derives from a known loadable base (`ModelMixin`, `PreTrainedModel`, ...). Our `CCProjection`
+is a plain `nn.Module`, so diffusers logs "cannot be saved" and writes `cc_projection: [null, null]`:
+the paper's pose projection would be silently dropped. Saving and loading therefore go through
+`models.Zero123Components`, whose folder is the diffusers layout stage 02 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import logging
+import math
+import sys
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaxtyping import Float, UInt8
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from zero1to3 import cameras, data, files, inputs, models, sample
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "models/finetune/pose/model"  # stage 02's pose-conditioned model (its no-pose twin: .../no_pose/model)
+# Share of the frame the object's longer side takes: `inputs.framing_fraction` of the stage-01 renders
+# (0.625 for train, test and zero-shot objects alike, 40 of 64 px). The paper's demo uses 200/256 = 0.78
+# (spec 4.2), which is larger than its own renders; we match the renders the model was trained on.
+DEFAULT_OBJECT_FRACTION = 0.625
+GIF_FRAME_MS = 200  # a 12-view turntable loops in 2.4 s: slow enough to follow one face round
+TensorImage = Float[Tensor, "*b 3 h w"]
+PoseValues = float | Sequence[float] | np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Zero123PipelineOutput:
+    """Result of `Zero123Pipeline.__call__`: one image per target pose."""
+
+    images: list[Image.Image]
+    """Generated views as RGB PIL images."""
+    array: Float[np.ndarray, "B H W 3"]
+    """The same views as floats in [0, 1]."""
+    poses: Float[Tensor, "B 4"]
+    """Relative poses `[d_polar_rad, sin d_az, cos d_az, d_radius]` they were generated for."""
+
+
+def pose_from_degrees(polar_deg: PoseValues, azimuth_deg: PoseValues, radius: PoseValues = 0.0) -> Float[Tensor, "B 4"]:
+    """Relative pose embedding from camera offsets in degrees, as `cameras.relative_pose` (paper Sec. 3.2).
+
+    `polar_deg` > 0 moves the camera down (towards +polar), `azimuth_deg` > 0 turns it counter-clockwise
+    seen from above, `radius` > 0 moves it away; all are target minus input. Scalars repeat to the length
+    of the sequences, which must share one length.
+    """
+    polar, azimuth, radius = _pose_columns(polar_deg, azimuth_deg, radius)
+    d_az = np.radians(azimuth)
+    pose = np.stack([np.radians(polar), np.sin(d_az), np.cos(d_az), radius], axis=-1)  # (B, 4)
+    return torch.from_numpy(pose.astype(np.float32))
+
+
+class Zero123Pipeline:
+    """Zero-1-to-3 novel-view synthesis: one image and relative cameras in, the views from there out.
+
+    Holds `models.Zero123Components` in eval mode. A saved model already holds the EMA weights (stage 02
+    saves the EMA copy), which is what the paper samples with.
+    """
+
+    def __init__(self, components: models.Zero123Components) -> None:
+        for module in components.modules().values():
+            module.eval()
+        self._components = components
+
+    @classmethod
+    def from_components(cls, components: models.Zero123Components) -> Zero123Pipeline:
+        """Wrap components already in memory (puts their networks in eval mode, in place)."""
+        return cls(components)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> Zero123Pipeline:
+        """Load a model folder written by stage 02 (`models/finetune/{pose,no_pose}/model`) or `save_pretrained`."""
+        return cls(models.Zero123Components.load_pretrained(folder))
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the components in the diffusers folder layout that `from_pretrained` reads."""
+        self._components.save_pretrained(folder)
+
+    @property
+    def components(self) -> models.Zero123Components:
+        return self._components
+
+    @property
+    def device(self) -> torch.device:
+        return self._components.unet.device
+
+    @property
+    def image_size(self) -> int:
+        """Square input/output size in pixels."""
+        return int(self._components.vae.config.sample_size)
+
+    def to(self, device: str | torch.device) -> Zero123Pipeline:
+        """Move every network to `device` (in place) and return self."""
+        self._components.to(device)
+        return self
+
+    def check_inputs(
+        self,
+        image: Image.Image | str | Path | TensorImage,
+        polar_deg: PoseValues,
+        azimuth_deg: PoseValues,
+        radius: PoseValues,
+        num_inference_steps: int,
+        guidance_scale: float,
+        eta: float,
+    ) -> None:
+        """Raise a `ValueError` naming the argument, the value and what is accepted."""
+        max_steps = int(self._components.scheduler.config.num_train_timesteps)
+        if not 1 <= num_inference_steps <= max_steps:
+            raise ValueError(f"`num_inference_steps` must be in [1, {max_steps}], got {num_inference_steps}")
+        if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise ValueError(f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"`eta` must be in [0, 1] (0 = deterministic DDIM, 1 = the paper's), got {eta}")
+        polar, _, _ = _pose_columns(polar_deg, azimuth_deg, radius)
+        if np.abs(polar).max() > 180.0:
+            raise ValueError(f"`polar_deg` must lie in [-180, 180] (a difference of polar angles), got {polar_deg}")
+        if isinstance(image, Tensor):
+            size = self.image_size
+            if image.ndim not in (3, 4) or (image.ndim == 4 and image.shape[0] != 1):
+                raise ValueError(
+                    f"a tensor `image` must be one image, (3, H, W) or (1, 3, H, W), got shape {tuple(image.shape)}; "
+                    "several target poses of one image go in `polar_deg`/`azimuth_deg`/`radius`"
+                )
+            if tuple(image.shape[-2:]) != (size, size):
+                raise ValueError(
+                    f"a tensor `image` must be {size}x{size} for this model, got {tuple(image.shape[-2:])}; "
+                    "pass a PIL image or a path instead to have it framed and resized"
+                )
+            lo, hi = float(image.min()), float(image.max())
+            if lo < -1.0 - 1e-4 or hi > 1.0 + 1e-4:
+                raise ValueError(
+                    f"a tensor `image` must hold values in [-1, 1], got [{lo:.3f}, {hi:.3f}] (from [0, 1]: x * 2 - 1)"
+                )
+        elif not isinstance(image, Image.Image | str | Path):
+            raise ValueError(f"`image` must be a PIL image, a path or a tensor in [-1, 1], got {type(image).__name__}")
+
+    def prepare_image(
+        self, image: Image.Image | str | Path | TensorImage, object_fraction: float = DEFAULT_OBJECT_FRACTION
+    ) -> Float[Tensor, "1 3 S S"]:
+        """The model input in [-1, 1]: a PIL image or path is framed on white (`inputs.prepare_input`)."""
+        if isinstance(image, Tensor):
+            return image.reshape(1, *image.shape[-3:]).float()
+        prepared = inputs.prepare_input(image, self.image_size, object_fraction)
+        return torch.from_numpy(prepared.image).permute(2, 0, 1)[None] * 2.0 - 1.0  # (1, 3, S, S)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: Image.Image | str | Path | TensorImage,
+        polar_deg: PoseValues,
+        azimuth_deg: PoseValues,
+        radius: PoseValues = 0.0,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 3.0,
+        eta: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_pose: bool = True,
+        progress: bool = False,
+        object_fraction: float = DEFAULT_OBJECT_FRACTION,
+    ) -> Zero123PipelineOutput:
+        """Generate the view of `image` from each relative camera.
+
+        Args:
+            image: A PIL image or path (RGBA with transparent background, or RGB on a plain backdrop),
+                or an already prepared tensor in [-1, 1] of shape (3, S, S) or (1, 3, S, S).
+            polar_deg: Polar offset(s) of the target camera in degrees; > 0 looks from lower down.
+            azimuth_deg: Azimuth offset(s) in degrees; > 0 turns counter-clockwise seen from above.
+            radius: Distance offset(s) in scene units; > 0 moves away.
+            num_inference_steps: DDIM steps.
+            guidance_scale: Classifier-free guidance weight; 1 disables guidance.
+            eta: DDIM stochasticity (1 = the paper's setting).
+            generator: CPU generator for all noise; None uses one seeded with 0 (no global RNG state).
+            use_pose: False samples the no-pose baseline (pose input zero).
+            progress: Show a progress bar over the denoising steps.
+            object_fraction: For PIL/path inputs, the share of the frame the object's longer side takes
+                (default: as in the training renders).
+        """
+        # 1. Check inputs
+        self.check_inputs(image, polar_deg, azimuth_deg, radius, num_inference_steps, guidance_scale, eta)
+
+        # 2. Prepare the input view: framed on white, in [-1, 1]
+        input_image = self.prepare_image(image, object_fraction)
+
+        # 3. Relative poses from degrees, one input copy per pose
+        poses = pose_from_degrees(polar_deg, azimuth_deg, radius)
+        input_images = input_image.expand(poses.shape[0], -1, -1, -1)  # (B, 3, S, S)
+
+        # 4. Denoise (DDIM + classifier-free guidance, sample.py)
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
+        out = sample.sample_novel_views(
+            self._components, input_images, poses, num_inference_steps, guidance_scale, eta, generator,
+            use_pose=use_pose, progress=progress,
+        )  # fmt: skip
+
+        # 5. To numpy and PIL
+        array = out.images.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+        images = [Image.fromarray(view) for view in to_uint8(array)]
+        return Zero123PipelineOutput(images=images, array=array, poses=out.poses.cpu())
+
+
+def to_uint8(images: Float[np.ndarray, "*B H W 3"]) -> UInt8[np.ndarray, "*B H W 3"]:
+    """Images in [0, 1] as uint8, rounded (the paper truncates; rounding is unbiased)."""
+    return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def object_generator(seed: int, object_id: str) -> torch.Generator:
+    """A torch generator of its own per object: depends on `seed` and the id, not on the other objects."""
+    if seed < 0:
+        raise ValueError(f"`seed` must be >= 0, got {seed}")
+    # As objects.object_seed: the id enters through its crc32, mixed with the seed by numpy's SeedSequence.
+    state = np.random.SeedSequence([seed, zlib.crc32(object_id.encode())]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def generate_views(
+    components: models.Zero123Components,
+    input_rgba: UInt8[np.ndarray, "N H W 4"],
+    input_centers: Float[np.ndarray, "N 3"],
+    target_centers: Float[np.ndarray, "N T 3"],
+    object_ids: list[str],
+    num_steps: int,
+    guidance_scale: float,
+    eta: float,
+    seed: int,
+    use_pose: bool = True,
+    pose_shift: int = 0,
+    progress: bool = True,
+) -> UInt8[np.ndarray, "N T H W 3"]:
+    """Each object's T target views from its input view: one `sample_novel_views` call per object.
+
+    The noise of object i comes from `object_generator(seed, object_ids[i])` and its batch holds only its
+    own T poses, so its views do not depend on which other objects are in the call, or their order.
+
+    Args:
+        components: The model (put in eval mode here).
+        input_rgba: Each object's input view as rendered (RGBA, composited on white here).
+        input_centers: Camera centre of each input view (world coordinates).
+        target_centers: Camera centres of the views to generate.
+        object_ids: Names of the objects (seed the noise).
+        num_steps: DDIM steps.
+        guidance_scale: Classifier-free guidance weight.
+        eta: DDIM stochasticity.
+        seed: The stage's seed.
+        use_pose: False samples the no-pose baseline.
+        pose_shift: The "shuffled pose" control: k != 0 rolls each object's target poses by k along T
+            (`np.roll`), so view j is generated with view (j - k) mod T's pose; images stay in target order.
+        progress: Show a progress bar over the objects.
+
+    Returns:
+        The generated views, uint8 RGB, in target order.
+    """
+    n, size = input_rgba.shape[0], int(components.vae.config.sample_size)
+    if not len(object_ids) == input_centers.shape[0] == target_centers.shape[0] == n:
+        raise ValueError(
+            f"need one entry per object: {len(object_ids)} object_ids, {n} input images, "
+            f"{input_centers.shape[0]} input centres, {target_centers.shape[0]} target-centre rows"
+        )
+    if input_rgba.shape[1:3] != (size, size):
+        raise ValueError(f"`input_rgba` must be {size}x{size} for this model, got {input_rgba.shape[1:3]}")
+    for module in components.modules().values():
+        module.eval()
+    num_targets = target_centers.shape[1]
+    out = np.zeros((n, num_targets, size, size, 3), np.uint8)
+    for i, object_id in enumerate(tqdm(object_ids, desc="objects", disable=not progress)):
+        poses = cameras.relative_pose(np.broadcast_to(input_centers[i], target_centers[i].shape), target_centers[i])
+        poses = np.roll(poses, pose_shift, axis=0)  # (T, 4); pose_shift=0 leaves it as is
+        images = data.to_model_images(input_rgba[i])[None].expand(num_targets, -1, -1, -1)  # (T, 3, S, S)
+        result = sample.sample_novel_views(
+            components, images, torch.from_numpy(np.ascontiguousarray(poses)), num_steps, guidance_scale, eta,
+            object_generator(seed, object_id), use_pose=use_pose,
+        )  # fmt: skip
+        out[i] = to_uint8(result.images.permute(0, 2, 3, 1).cpu().numpy())  # (T, S, S, 3)
+    return out
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m zero1to3 sample`."""
+    parser.description = "Generate the view of IMAGE from a camera moved by the given offsets (Zero-1-to-3)."
+    parser.add_argument("image", help="input image: RGBA with a transparent background, or RGB on a plain backdrop")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder from stage 02 (default: {DEFAULT_MODEL})")
+    parser.add_argument("--polar-deg", type=float, default=0.0, help="polar offset in degrees; > 0 looks from lower")
+    parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth offset in degrees (counter-clockwise)")
+    parser.add_argument("--radius", type=float, default=0.0, help="distance offset in scene units; > 0 moves away")
+    parser.add_argument(
+        "--azimuth-sweep", type=int, default=0, metavar="N",
+        help="N views at azimuths --azimuth-deg + k*360/N: --out gets them as one strip, OUT.gif animates them",
+    )  # fmt: skip
+    parser.add_argument("--out", required=True, help="output PNG path")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    parser.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance (default: 3.0)")
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: 1.0, the paper's)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--no-pose", action="store_true", help="sample with a zero pose (the no-pose baseline model)")
+    parser.add_argument(
+        "--object-fraction", type=float, default=DEFAULT_OBJECT_FRACTION,
+        help=f"share of the frame the object's longer side takes (default: {DEFAULT_OBJECT_FRACTION}, as the renders)",
+    )  # fmt: skip
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    """Run `sample`; a user error (missing model, unreadable image, bad value) is one line on stderr and exit 2."""
+    try:
+        written = _sample(args)
+    except (OSError, ValueError) as err:
+        print(f"zero1to3 sample: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    logger.info("wrote %s", ", ".join(str(p) for p in written))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> list[Path]:
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png path, got {out}")
+    if args.azimuth_sweep < 0:
+        raise ValueError(f"--azimuth-sweep must be >= 0 (0: a single view), got {args.azimuth_sweep}")
+    image = inputs.load_image(args.image)  # a missing or unreadable image fails before the weights load
+    try:
+        pipe = Zero123Pipeline.from_pretrained(args.model)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} (stage 02 writes {DEFAULT_MODEL}; or pass --model FOLDER)") from err
+    _warn_if_trained_without_pose(Path(args.model), args.no_pose)
+    try:
+        prepared = pipe.prepare_image(image, args.object_fraction)
+    except ValueError as err:
+        raise ValueError(f"{args.image}: {err}") from err
+    n = args.azimuth_sweep
+    azimuth = [args.azimuth_deg + k * 360.0 / n for k in range(n)] if n else args.azimuth_deg
+    result = pipe(
+        prepared, args.polar_deg, azimuth, args.radius, num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale, eta=args.eta, generator=torch.Generator().manual_seed(args.seed),
+        use_pose=not args.no_pose, progress=True,
+    )  # fmt: skip
+    if not n:
+        _write_image(out, result.images[0])
+        return [out]
+    strip = Image.fromarray(np.concatenate(to_uint8(result.array), axis=1))  # (S, N * S, 3): views left to right
+    _write_image(out, strip)
+    gif = out.with_suffix(".gif")
+    buffer = io.BytesIO()
+    result.images[0].save(
+        buffer, format="GIF", save_all=True, append_images=result.images[1:], duration=GIF_FRAME_MS, loop=0
+    )
+    files.write_bytes_atomic(gif, buffer.getvalue())
+    return [out, gif]
+
+
+def _write_image(path: Path, image: Image.Image) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    files.write_bytes_atomic(path, buffer.getvalue())
+
+
+def _warn_if_trained_without_pose(folder: Path, no_pose: bool) -> None:
+    """Stage 02's no-pose model never saw a pose: sampling it with one is not the baseline (say so)."""
+    record = folder / "training.json"
+    if no_pose or not record.is_file():
+        return
+    if json.loads(record.read_text()).get("config", {}).get("use_pose") is False:
+        logger.warning("%s was trained without poses (training.json: use_pose false); pass --no-pose", folder)
+
+
+def _pose_columns(
+    polar_deg: PoseValues, azimuth_deg: PoseValues, radius: PoseValues
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three pose offsets as float arrays of one length B (scalars repeated), or a ValueError."""
+    columns = {}
+    for name, value in (("polar_deg", polar_deg), ("azimuth_deg", azimuth_deg), ("radius", radius)):
+        try:
+            column = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"`{name}` must be a number or a sequence of numbers, got {value!r}") from err
+        if column.ndim > 1:
+            raise ValueError(f"`{name}` must be a number or a 1-D sequence, got shape {column.shape}")
+        if column.ndim == 1 and column.size == 0:
+            raise ValueError(f"`{name}` is an empty sequence: give at least one value")
+        if not np.isfinite(column).all():
+            raise ValueError(f"`{name}` must be finite, got {value!r}")
+        columns[name] = column
+    lengths = {name: c.size for name, c in columns.items() if c.ndim == 1}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"pose sequences must have the same length (a single number repeats), got lengths "
+            f"{', '.join(f'{k}={v}' for k, v in lengths.items())}"
+        )
+    batch = max(lengths.values(), default=1)
+    polar, azimuth, rad = (np.broadcast_to(c, (batch,)) for c in columns.values())
+    return polar, azimuth, rad

@@ -1,0 +1,252 @@
+"""Tests for `zero1to3.pipeline`: the pipeline contract, the per-object batch generator, the `sample` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zero1to3 import cameras, cli, inputs, models, pipeline, sample
+
+torch.set_num_threads(1)
+
+STEPS = 3  # DDIM steps: enough to run every branch of the loop, fast on the dummy model
+
+
+@pytest.fixture(scope="module")
+def pipe() -> pipeline.Zero123Pipeline:
+    return pipeline.Zero123Pipeline.from_components(
+        models.build_dummy_components(seed=0, prediction_type="v_prediction")
+    )
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, pipe) -> str:
+    folder = tmp_path_factory.mktemp("model") / "model"
+    pipe.save_pretrained(folder)
+    return str(folder)
+
+
+def disc_rgba(size: int = 48) -> Image.Image:
+    """A red disc, off centre, on a transparent background."""
+    yy, xx = np.mgrid[:size, :size]
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[(yy - 20) ** 2 + (xx - 26) ** 2 <= 100] = (200, 30, 30, 255)
+    return Image.fromarray(rgba, "RGBA")
+
+
+def input_tensor(seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def run(pipe, image=None, polar=(0.0, 30.0), azimuth=(90.0, -45.0), seed=0, **kw):
+    image = input_tensor() if image is None else image
+    args = dict(num_inference_steps=STEPS, guidance_scale=3.0, eta=1.0) | kw
+    return pipe(image, list(polar), list(azimuth), generator=torch.Generator().manual_seed(seed), **args)
+
+
+def test_output_is_deterministic_for_a_seed_and_well_formed(pipe):
+    a, b, c = run(pipe), run(pipe), run(pipe, seed=1)
+    assert a.array.shape == (2, 32, 32, 3) and a.array.dtype == np.float32
+    assert 0.0 <= a.array.min() and a.array.max() <= 1.0
+    assert len(a.images) == 2 and all(im.size == (32, 32) and im.mode == "RGB" for im in a.images)
+    np.testing.assert_array_equal(np.asarray(a.images[1]), pipeline.to_uint8(a.array[1]))
+    np.testing.assert_array_equal(a.array, b.array)
+    assert not np.array_equal(a.array, c.array)
+    assert torch.equal(a.poses, pipeline.pose_from_degrees([0.0, 30.0], [90.0, -45.0]))
+
+
+def test_the_pipeline_is_sample_novel_views_and_scale_one_is_the_conditional_path(pipe):
+    poses = pipeline.pose_from_degrees([0.0, 30.0], [90.0, -45.0])
+    for scale in (1.0, 3.0):
+        ours = run(pipe, guidance_scale=scale)
+        loop = sample.sample_novel_views(pipe.components, input_tensor().expand(2, -1, -1, -1), poses, STEPS, scale,
+                                         1.0, torch.Generator().manual_seed(0))  # fmt: skip
+        np.testing.assert_array_equal(ours.array, loop.images.permute(0, 2, 3, 1).numpy())
+    plain = run(pipe, guidance_scale=1.0, eta=0.0)  # no unconditional pass at all
+    mixed = run(pipe, guidance_scale=1.0 + 1e-7, eta=0.0)  # through the CFG mix, with weight ~1 on the conditional
+    np.testing.assert_allclose(plain.array, mixed.array, atol=1e-4)
+    assert not np.allclose(plain.array, run(pipe, guidance_scale=3.0, eta=0.0).array, atol=1e-3)
+
+
+def test_save_and_load_round_trip_gives_identical_images(pipe, saved_model):
+    loaded = pipeline.Zero123Pipeline.from_pretrained(saved_model)
+    assert all(not m.training for m in loaded.components.modules().values())
+    np.testing.assert_array_equal(run(pipe).array, run(loaded).array)
+
+
+def test_networks_are_put_in_eval_mode():
+    components = models.build_dummy_components(seed=1)
+    components.unet.train()
+    pipe = pipeline.Zero123Pipeline.from_components(components)
+    assert pipe.components is components and not components.unet.training
+    assert pipe.to("cpu") is pipe and pipe.device.type == "cpu" and pipe.image_size == 32
+
+
+@pytest.mark.parametrize(
+    ("cond_deg", "delta"),
+    [
+        ((60.0, 30.0, 1.8), (20.0, -45.0, 0.2)),
+        ((100.0, 170.0, 2.0), (-30.0, 30.0, -0.1)),
+        ((45.0, -90.0, 1.5), (0, 0, 0)),
+    ],
+    ids=["down-and-right", "across-the-azimuth-seam", "identity"],
+)
+def test_pose_from_degrees_is_cameras_relative_pose(cond_deg, delta):
+    """The pose the pipeline builds from offsets equals the pose of two real cameras that far apart."""
+    polar, azimuth, radius = cond_deg
+    cond = cameras.spherical_to_cartesian(np.radians(polar), np.radians(azimuth), radius)
+    target = cameras.spherical_to_cartesian(np.radians(polar + delta[0]), np.radians(azimuth + delta[1]),
+                                            radius + delta[2])  # fmt: skip
+    expected = cameras.relative_pose(cond, target)
+    ours = pipeline.pose_from_degrees(*delta)
+    assert ours.shape == (1, 4)
+    np.testing.assert_allclose(ours[0].numpy(), expected, atol=1e-5)
+
+
+def test_a_batch_of_poses_for_one_image(pipe):
+    out = run(pipe, polar=(0.0, 10.0, -20.0), azimuth=[90.0] * 3, radius=0.1)
+    assert len(out.images) == 3 and out.array.shape == (3, 32, 32, 3)
+    assert torch.equal(out.poses, pipeline.pose_from_degrees([0.0, 10.0, -20.0], 90.0, 0.1))
+    single = pipe(input_tensor(), 30.0, 90.0, num_inference_steps=STEPS)  # scalars: one view
+    assert single.array.shape == (1, 32, 32, 3)
+
+
+def test_pil_and_path_inputs_are_framed_as_prepare_input(pipe, tmp_path):
+    image = disc_rgba()
+    image.save(tmp_path / "disc.png")
+    prepared = inputs.prepare_input(image, 32, pipeline.DEFAULT_OBJECT_FRACTION).image
+    tensor = torch.from_numpy(prepared).permute(2, 0, 1)[None] * 2 - 1
+    expected = run(pipe, image=tensor).array
+    np.testing.assert_array_equal(run(pipe, image=image).array, expected)
+    np.testing.assert_array_equal(run(pipe, image=tmp_path / "disc.png").array, expected)
+    assert not np.array_equal(run(pipe, image=image, object_fraction=0.9).array, expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_inference_steps": 0}, r"`num_inference_steps` must be in \[1, 1000\], got 0"),
+        ({"guidance_scale": -1.0}, r"`guidance_scale` must be a finite number >= 0.*got -1.0"),
+        ({"eta": 2.0}, r"`eta` must be in \[0, 1\].*got 2.0"),
+        ({"image": torch.zeros(1, 3, 16, 16)}, r"must be 32x32 for this model, got \(16, 16\)"),
+        ({"image": torch.zeros(2, 3, 32, 32)}, r"must be one image.*got shape \(2, 3, 32, 32\)"),
+        ({"image": torch.full((3, 32, 32), 2.0)}, r"values in \[-1, 1\], got \[2.000, 2.000\]"),
+        ({"polar": [0.0, 10.0, 20.0], "azimuth": [0.0, 10.0]}, "same length.*polar_deg=3, azimuth_deg=2"),
+        ({"polar": [], "azimuth": 0.0}, "`polar_deg` is an empty sequence"),
+        ({"polar": 200.0, "azimuth": 0.0}, r"`polar_deg` must lie in \[-180, 180\]"),
+    ],
+    ids=["steps", "guidance", "eta", "image-size", "image-batch", "image-range", "pose-lengths", "empty", "polar"],
+)
+def test_check_inputs_explains_what_is_wrong(pipe, kwargs, match):
+    kw = {"image": input_tensor(), "polar": [0.0, 30.0], "azimuth": [90.0, -45.0]} | kwargs
+    args = dict(num_inference_steps=STEPS, guidance_scale=3.0, eta=1.0) | {
+        k: v for k, v in kw.items() if k not in ("image", "polar", "azimuth")
+    }
+    with pytest.raises(ValueError, match=match):
+        pipe(kw["image"], kw["polar"], kw["azimuth"], **args)
+
+
+def views(num_objects: int = 3, num_targets: int = 3):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(num_objects, 32, 32, 4), dtype=np.uint8)
+    centers = cameras.sample_camera_positions(num_objects * (num_targets + 1), rng).reshape(num_objects, -1, 3)
+    return rgba, centers[:, 0], centers[:, 1:]
+
+
+def generate(components, rgba, inp, tgt, ids, **kw):
+    args = dict(num_steps=STEPS, guidance_scale=3.0, eta=1.0, seed=0, progress=False) | kw
+    return pipeline.generate_views(components, rgba, inp, tgt, ids, **args)
+
+
+def test_generate_views_per_object_independent_of_the_other_objects(pipe):
+    rgba, inp, tgt = views()
+    ids = ["a", "b", "c"]
+    full = generate(pipe.components, rgba, inp, tgt, ids)
+    assert full.shape == (3, 3, 32, 32, 3) and full.dtype == np.uint8
+    order = [2, 0]  # a subset, in another order
+    part = generate(pipe.components, rgba[order], inp[order], tgt[order], [ids[i] for i in order])
+    np.testing.assert_array_equal(part, full[order])
+    assert not np.array_equal(generate(pipe.components, rgba, inp, tgt, ids, seed=1), full)
+
+
+def test_pose_shift_is_the_rolled_poses_in_target_order(pipe):
+    rgba, inp, tgt = views(num_objects=1, num_targets=3)
+    plain = generate(pipe.components, rgba, inp, tgt, ["a"])
+    shifted = generate(pipe.components, rgba, inp, tgt, ["a"], pose_shift=1)
+    assert not np.array_equal(shifted, plain)
+    # Same as asking for the rolled targets directly: view j is generated with view j-1's pose.
+    np.testing.assert_array_equal(shifted, generate(pipe.components, rgba, inp, np.roll(tgt, 1, axis=1), ["a"]))
+    np.testing.assert_array_equal(generate(pipe.components, rgba, inp, tgt, ["a"], pose_shift=3), plain)
+
+
+def test_generate_views_checks_counts_and_size(pipe):
+    rgba, inp, tgt = views()
+    with pytest.raises(ValueError, match="2 object_ids, 3 input images"):
+        generate(pipe.components, rgba, inp, tgt, ["a", "b"])
+    with pytest.raises(ValueError, match="must be 32x32"):
+        generate(pipe.components, np.zeros((3, 16, 16, 4), np.uint8), inp, tgt, ["a", "b", "c"])
+
+
+def test_object_generator_depends_on_seed_and_id_only():
+    draw = lambda seed, oid: torch.rand(3, generator=pipeline.object_generator(seed, oid))  # noqa: E731
+    assert torch.equal(draw(0, "duck"), draw(0, "duck"))
+    assert not torch.equal(draw(0, "duck"), draw(0, "teddy")) and not torch.equal(draw(0, "duck"), draw(1, "duck"))
+
+
+@pytest.fixture
+def image_path(tmp_path) -> str:
+    path = tmp_path / "input.png"
+    disc_rgba().save(path)
+    return str(path)
+
+
+def test_cli_single_view(saved_model, image_path, tmp_path):
+    out = tmp_path / "out" / "view.png"
+    argv = ["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", "--azimuth-deg", "90"]
+    assert cli.main(argv) == 0
+    first = np.asarray(Image.open(out))
+    assert first.shape == (32, 32, 3)
+    assert cli.main(argv) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), first)  # the default seed makes it repeatable
+
+
+def test_cli_azimuth_sweep_writes_a_strip_and_a_gif(saved_model, image_path, tmp_path):
+    out = tmp_path / "sweep.png"
+    argv = ["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", "--azimuth-sweep", "3"]
+    assert cli.main(argv) == 0
+    assert np.asarray(Image.open(out)).shape == (32, 96, 3)
+    gif = Image.open(tmp_path / "sweep.gif")
+    assert gif.n_frames == 3 and gif.size == (32, 32)
+
+
+def test_cli_missing_model_is_one_line_naming_the_file(image_path, tmp_path, capsys):
+    missing = tmp_path / "no_model_here"
+    assert cli.main(["sample", image_path, "--model", str(missing), "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing / "model_index.json") in err and "--model" in err
+    assert not (tmp_path / "v.png").exists()
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", None], ids=["unreadable", "missing"])
+def test_cli_bad_image_is_one_line_naming_the_path(saved_model, tmp_path, capsys, content):
+    path = tmp_path / "broken.png"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err  # checked before the model loads: nothing else printed
+
+
+def test_cli_image_without_an_object_names_the_path_and_the_reason(saved_model, tmp_path, capsys):
+    path = tmp_path / "empty.png"
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(path)
+    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: transformers' weight-loading bar
+    assert last.startswith("zero1to3 sample: error:") and str(path) in last and "no object found" in last
+
+
+def test_cli_rejects_a_non_png_out(saved_model, image_path, tmp_path, capsys):
+    assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(tmp_path / "v.jpg")]) == 2
+    assert "--out must be a .png path" in capsys.readouterr().err

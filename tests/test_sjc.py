@@ -1,0 +1,194 @@
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from zero1to3 import cameras, guidance, models, sjc, voxel
+
+torch.set_num_threads(1)
+
+# A reduced config (nerfstudio's set_reduced_config): the real loop on a 12^3 grid and 8x8 latents.
+SMALL = dataclasses.replace(sjc.SJCConfig(), iterations=3, resolution=12, samples_per_ray=12, checkpoint_every=2)
+INPUT_CENTER = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
+LOSS_TERMS = {"loss_sds", "loss_input", "loss_input_mask", "loss_near_view", "loss_depth_smooth"}
+
+
+class _Killed(Exception):
+    """Stands in for the process being killed mid-run."""
+
+
+@pytest.fixture(scope="module")
+def components():
+    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
+
+
+@pytest.fixture(scope="module")
+def input_rgba():
+    """A red disc on a transparent background, at the dummy model's 32 px."""
+    v, u = np.mgrid[:32, :32]
+    disc = (u - 15.5) ** 2 + (v - 15.5) ** 2 < 10**2
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[disc] = (200, 40, 40, 255)
+    return rgba
+
+
+@pytest.fixture(scope="module")
+def run(components, input_rgba):
+    return lambda cfg=SMALL, seed=0, **kw: sjc.reconstruct(
+        components, input_rgba, INPUT_CENTER, cfg, seed, progress=False, **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def result(run):
+    return run()
+
+
+def _state(field):
+    return {k: v.detach().clone() for k, v in field.state_dict().items()}
+
+
+def _assert_same_fields(a, b):
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), f"{key} differs"
+
+
+def test_three_iterations_of_the_real_loop_log_every_term(result):
+    assert len(result.history) == 3 and result.resumed_from == 0 and result.seconds > 0
+    for i, row in enumerate(result.history, start=1):
+        assert row["iteration"] == i
+        assert LOSS_TERMS <= set(row) and "loss_emptiness" not in row  # lambda_emptiness = 0: not computed
+        assert all(math.isfinite(row[k]) for k in LOSS_TERMS | {"loss", "seconds"})
+        assert SMALL.timestep_min <= row["timestep"] <= SMALL.timestep_max
+    field = result.field
+    assert isinstance(field, voxel.VoxelField) and field.resolution == SMALL.resolution and field.bound == SMALL.bound
+    assert field.density_raw.abs().max() > 0  # the optimiser moved the density off its zero init
+
+
+def test_same_seed_same_field_other_seed_other_field(run, result):
+    _assert_same_fields(run().field, result.field)
+    assert [r["loss"] for r in run().history] == [r["loss"] for r in result.history]
+    assert not torch.equal(run(seed=1).field.density_raw, result.field.density_raw)
+
+
+def test_emptiness_term_is_logged_when_weighted(run):
+    history = run(dataclasses.replace(SMALL, iterations=1, lambda_emptiness=1.0)).history
+    assert math.isfinite(history[0]["loss_emptiness"])
+
+
+def test_no_pose_baseline_runs_and_differs(run, result):
+    baseline = run(use_pose=False)
+    assert len(baseline.history) == 3
+    assert not torch.equal(baseline.field.features_raw, result.field.features_raw)
+
+
+def test_killed_and_resumed_run_ends_equal_to_an_uninterrupted_one(run, tmp_path, monkeypatch):
+    cfg = dataclasses.replace(SMALL, iterations=5, checkpoint_every=2)
+    uninterrupted = run(cfg)
+    real_score, calls = guidance.score, []
+
+    def score_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # during iteration 4: the checkpoint of iteration 2 is the newest
+            raise _Killed
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(guidance, "score", score_then_die)
+    with pytest.raises(_Killed):
+        run(cfg, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(guidance, "score", real_score)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sjc_000002.pt"]  # atomic: no temp file left behind
+
+    resumed = run(cfg, checkpoint_dir=tmp_path)
+    assert resumed.resumed_from == 2
+    _assert_same_fields(resumed.field, uninterrupted.field)
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
+    assert strip(resumed.history) == strip(uninterrupted.history)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sjc_000004.pt", "sjc_000005.pt"]
+
+    with pytest.raises(ValueError, match="another run"):  # other settings never resume this run's state
+        run(dataclasses.replace(cfg, lr_features=0.01), checkpoint_dir=tmp_path)
+
+
+def test_non_finite_loss_stops_and_names_the_iteration(run, monkeypatch):
+    real_score, calls = guidance.score, []
+
+    def nan_at_second_call(*args, **kwargs):
+        calls.append(1)
+        out = real_score(*args, **kwargs)
+        return guidance.ScoreOutput(out.grad * float("nan"), out.timesteps) if len(calls) == 2 else out
+
+    monkeypatch.setattr(guidance, "score", nan_at_second_call)
+    with pytest.raises(FloatingPointError, match="iteration 2"):
+        run()
+
+
+def test_cameras_put_the_input_view_first_at_its_own_radius():
+    cfg = dataclasses.replace(SMALL, views_per_iteration=5)
+    centers = sjc.sample_cameras(INPUT_CENTER, cfg, np.random.default_rng(0))
+    assert centers.shape == (6, 3)
+    np.testing.assert_array_equal(centers[0], INPUT_CENTER)  # radius 1.7, its own angles
+    radius = np.linalg.norm(centers[1:], axis=-1)
+    assert np.all((radius >= cfg.radius_min) & (radius <= cfg.radius_max)), radius
+    near = sjc.near_cameras(centers[1:], cfg.near_view_offset, np.random.default_rng(1))
+    np.testing.assert_allclose(np.linalg.norm(near - centers[1:], axis=-1), cfg.near_view_offset)
+
+
+@pytest.mark.parametrize("suffix", ["ply", "obj"])
+def test_export_mesh_of_an_analytic_sphere_round_trips(tmp_path, suffix):
+    # Off-centre sphere, so a swapped or flipped axis would move the centroid: raw density linear in the
+    # distance, crossing the iso-level softplus(0) = ln 2 exactly on the sphere.
+    centre, r = np.array([0.12, -0.05, 0.18]), 0.3
+    field = voxel.VoxelField(48, 4, bound=0.6)
+    with torch.no_grad():
+        dist = (field.node_coordinates() - torch.tensor(centre, dtype=torch.float32)).norm(dim=-1)
+        field.density_raw[0, 0] = -field.density_shift + 20.0 * (r - dist)
+    path = tmp_path / f"sphere.{suffix}"
+    mesh = sjc.export_mesh(field, path, threshold=math.log(2.0), smooth_kernel=1)
+    loaded = trimesh.load(path, force="mesh")
+    assert len(loaded.faces) == len(mesh.faces) and loaded.is_watertight
+    assert loaded.volume == pytest.approx(4 / 3 * math.pi * r**3, rel=0.02)
+    assert loaded.area == pytest.approx(4 * math.pi * r**2, rel=0.03)
+    np.testing.assert_allclose(loaded.center_mass, centre, atol=2e-3)
+
+
+def test_export_mesh_of_an_empty_field_raises_and_writes_nothing(tmp_path):
+    field = voxel.VoxelField(8, 4, bound=0.6)  # uniform fog softplus(-1) = 0.31 everywhere
+    with pytest.raises(sjc.EmptyMeshError, match="no surface"):
+        sjc.export_mesh(field, tmp_path / "empty.ply", threshold=10.0)
+    with pytest.raises(sjc.EmptyMeshError, match="no surface"):  # the default: 1.5 x the (uniform) mean
+        sjc.export_mesh(field, tmp_path / "empty.ply")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=".ply or .obj"):
+        sjc.export_mesh(field, tmp_path / "mesh.stl")
+
+
+def test_turntable_decodes_frames(components, result):
+    frames = sjc.render_turntable(result.field, components, num_frames=2, radius=2.0, polar_deg=60.0, samples_per_ray=8)
+    assert frames["rgb"].shape == (2, 32, 32, 3) and frames["depth"].shape == frames["opacity"].shape == (2, 8, 8)
+    assert frames["rgb"].min() >= 0.0 and frames["rgb"].max() <= 1.0
+
+
+def test_config_round_trips_and_rejects_unknown_or_bad_values():
+    cfg = sjc.SJCConfig()
+    assert sjc.SJCConfig.from_dict(cfg.to_dict()) == cfg
+    assert sjc.SJCConfig.from_dict({}) == cfg  # stage 04 passes only the fields that differ from the defaults
+    assert sjc.SJCConfig.from_dict({"iterations": 7}) == dataclasses.replace(cfg, iterations=7)
+    with pytest.raises(ValueError, match="unknown SJCConfig keys"):
+        sjc.SJCConfig.from_dict(cfg.to_dict() | {"guidance_sclae": 3.0})
+    with pytest.raises(ValueError, match="timestep_min"):
+        dataclasses.replace(cfg, timestep_min=500, timestep_max=100)
+    with pytest.raises(ValueError, match="radius_min"):
+        dataclasses.replace(cfg, radius_min=0.9)  # a camera inside the box
+
+
+def test_input_size_and_camera_are_checked(components, input_rgba):
+    with pytest.raises(ValueError, match="32x32"):
+        sjc.reconstruct(components, input_rgba[:16, :16], INPUT_CENTER, SMALL, 0, progress=False)
+    with pytest.raises(ValueError, match="inside the field's box"):
+        sjc.reconstruct(components, input_rgba, np.array([0.1, 0.0, 0.2]), SMALL, 0, progress=False)
