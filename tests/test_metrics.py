@@ -284,3 +284,10 @@ def test_paired_difference_on_known_arrays() -> None:
     assert -1.0 <= out["ci_low"] < 0.75 < out["ci_high"] <= 3.0
     with pytest.raises(ValueError, match="one value per object"):
         metrics.paired_difference(list(a), list(b[:3]), seed=0)
+
+
+def test_unavailable_record_writes_the_home_folder_as_tilde(monkeypatch, tmp_path):
+    monkeypatch.setattr(metrics.Path, "home", classmethod(lambda cls: tmp_path))
+    record = metrics.build_lpips(backbone_path=tmp_path / "hub" / "alexnet.pth").to_dict()
+    assert record["file_to_place"] == "~/hub/alexnet.pth" and str(tmp_path) not in record["reason"]
+    assert "~/hub/alexnet.pth" in record["reason"]

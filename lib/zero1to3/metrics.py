@@ -80,8 +80,11 @@ class MetricUnavailable:
     """The weight file that would make it available, at the path where it is looked for."""
 
     def to_dict(self) -> dict[str, str]:
-        """JSON-ready record, e.g. for `results/metrics/evaluate.json`."""
-        return {"name": self.name, "status": "unavailable", "reason": self.reason, "file_to_place": self.file_to_place}
+        """JSON-ready record for committed results: the home folder written as `~`, so no machine's path is kept."""
+        home = str(Path.home())
+        portable = lambda text: text.replace(home, "~") if home != "/" else text  # noqa: E731
+        return {"name": self.name, "status": "unavailable", "reason": portable(self.reason),
+                "file_to_place": portable(self.file_to_place)}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
