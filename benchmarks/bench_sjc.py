@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/benchmarks/sjc.json")
     args = parser.parse_args()
-    cfg = sjc.SJCConfig()
+    cfg = sjc.SJCConfig.from_dict(yaml.safe_load(Path(args.params).read_text())["sjc"]["config"])
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, iterations=args.iterations)
     components, model = load_components(Path(args.params))

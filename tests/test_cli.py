@@ -41,3 +41,43 @@ def test_dvc_stages_match_cli_stages():
         assert stage["cmd"] == f"python -m zero1to3 run {name}"
         assert f"notebooks/{cli.STAGES[name]}" in stage["deps"]
         assert stage["params"] == [name]
+
+
+def _params_with(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_run_checks_the_group_before_anything_starts(tmp_path, capsys, monkeypatch):
+    """Issue 11, item 8: a bad value is one line naming group.key, exit 2, and the notebook never starts."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["finetune"]["training"]["max_steps"] = -5
+    path = _params_with(tmp_path, yaml.safe_dump(params))
+    started = []
+    monkeypatch.setattr(cli, "run_stage", lambda *a, **k: started.append(a))
+    assert cli.main(["run", "finetune", "--params", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "finetune.training.max_steps" in err and "-5" in err
+    assert not started
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path, capsys):
+    path = _params_with(tmp_path, "render:\n  seed: 0\n  num_train: [1, 2\n")
+    assert cli.main(["run", "render", "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "malformed YAML" in err
+    line = int(err.split(f"{path}:")[1].split(":")[0])
+    assert line in (3, 4)  # the unclosed list opens on line 3; the parser notices at the end of the file
+
+
+def test_unknown_key_in_a_group_is_an_error_not_a_warning(tmp_path, capsys):
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["sample"]["guidance_sclae"] = 3.0
+    path = _params_with(tmp_path, yaml.safe_dump(params))
+    assert cli.main(["run", "sample", "--params", str(path)]) == 2
+    assert "sample.guidance_sclae: unknown key" in capsys.readouterr().err

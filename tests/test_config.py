@@ -1,8 +1,14 @@
+import copy
+import dataclasses
+
 import pytest
 import yaml
 
 from conftest import REPO
+from zero1to3 import config
 from zero1to3.config import RenderConfig
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 def test_params_yaml_render_group_builds_a_config():
@@ -14,14 +20,14 @@ def test_params_yaml_render_group_builds_a_config():
 
 def test_unknown_key_is_an_error_listing_valid_keys(tiny_render_cfg):
     values = tiny_render_cfg.to_dict() | {"num_trian": 5}
-    with pytest.raises(ValueError, match=r"unknown RenderConfig keys \['num_trian'\]; valid keys: \['seed'"):
+    with pytest.raises(ValueError, match=r"RenderConfig: unknown keys \['num_trian'\]; valid keys: \['seed'"):
         RenderConfig.from_dict(values)
 
 
 def test_missing_key_is_an_error(tiny_render_cfg):
     values = tiny_render_cfg.to_dict()
     del values["seed"]
-    with pytest.raises(ValueError, match=r"missing RenderConfig keys \['seed'\]"):
+    with pytest.raises(ValueError, match=r"RenderConfig: missing keys \['seed'\]"):
         RenderConfig.from_dict(values)
 
 
@@ -36,3 +42,61 @@ def test_render_settings_change_with_image_settings_only(tiny_render_cfg):
 
     assert dataclasses.replace(tiny_render_cfg, num_train=99).render_settings() == tiny_render_cfg.render_settings()
     assert dataclasses.replace(tiny_render_cfg, seed=1).render_settings() != tiny_render_cfg.render_settings()
+
+
+def test_every_group_of_params_yaml_fits_its_schema():
+    for stage in config.STAGE_SCHEMAS:
+        config.validate_group(stage, PARAMS[stage])
+
+
+def _edit(stage, path, value):
+    group = copy.deepcopy(PARAMS[stage])
+    *parents, key = path.split(".")
+    target = group
+    for parent in parents:
+        target = target[parent]
+    if value is _DELETE:
+        del target[key]
+    else:
+        target[key] = value
+    return group
+
+
+_DELETE = object()
+
+
+# Issue 11, item 8: every kind of bad value is one line naming `group.key`, the value and the rule.
+@pytest.mark.parametrize(
+    "stage, path, value, message",
+    [
+        ("finetune", "training.max_steps", -5, r"finetune\.training\.max_steps: .*or equal to 1 \(got -5\)"),
+        ("finetune", "training.max_stpes", 5, r"finetune\.training: unknown keys \['max_stpes'\]"),
+        ("finetune", "training.learning_rate", "1e-3", r"finetune\.training\.learning_rate: .*valid number.*'1e-3'"),
+        ("finetune", "training.prediction_type", "eps", r"finetune\.training\.prediction_type: .*'epsilon'"),
+        ("finetune", "training.seed", 3, r"finetune\.training: \['seed'\] are set by the stage"),
+        ("finetune", "sede", 1, r"finetune\.sede: unknown key"),
+        ("finetune", "vae.steps", "500", r"finetune\.vae\.steps: .*valid integer \(got '500'\)"),
+        ("finetune", "tiny_model.image_size", 64.5, r"finetune\.tiny_model\.image_size: .*integer"),
+        ("finetune", "tiny_model.depth", 3, r"finetune\.tiny_model: unknown keys \['depth'\]"),
+        ("finetune", "scale", "huge", r"finetune\.scale: .*'tiny' or 'paper'"),
+        ("render", "radius_min", 0, r"render\.radius_min: .*greater than 0"),
+        ("render", "radius_min", 3.0, r"render: need sqrt\(3\)/2 < radius_min <= radius_max"),
+        ("render", "num_train", "400", r"render\.num_train: .*valid integer"),
+        ("render", "seed", _DELETE, r"render: missing keys \['seed'\]"),
+        ("sample", "sampler.guidance_scale", 0.0, r"sample\.sampler\.guidance_scale: .*greater than or equal to 1"),
+        ("sample", "sets", ["tset"], r"sample\.sets\.0: .*'test'"),
+        ("sjc", "config.iterations", 0, r"sjc\.config: `iterations` must be positive, got 0"),
+        ("sjc", "config.iterations", _DELETE, r"sjc\.config: missing keys \['iterations'\]"),
+        ("evaluate", "num_resamples", True, r"evaluate\.num_resamples: .*integer"),
+    ],
+)
+def test_bad_values_are_errors_naming_group_key_value_and_rule(stage, path, value, message):
+    with pytest.raises(config.ParamsError, match=message) as err:
+        config.validate_group(stage, _edit(stage, path, value))
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_configs_check_values_when_built_directly_too():
+    cfg = RenderConfig.from_dict(PARAMS["render"])
+    with pytest.raises(ValueError, match="num_views"):
+        dataclasses.replace(cfg, num_views="12")  # a notebook edited by hand gets the same checks

@@ -1,17 +1,22 @@
+import contextlib
 import dataclasses
+import logging
 import math
 
 import numpy as np
 import pytest
 import torch
 import trimesh
+import yaml
 
+from conftest import REPO
 from zero1to3 import cameras, guidance, models, sjc, voxel
 
 torch.set_num_threads(1)
 
 # A reduced config (nerfstudio's set_reduced_config): the real loop on a 12^3 grid and 8x8 latents.
-SMALL = dataclasses.replace(sjc.SJCConfig(), iterations=3, resolution=12, samples_per_ray=12, checkpoint_every=2)
+DEFAULT = sjc.SJCConfig.from_dict(yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"])
+SMALL = dataclasses.replace(DEFAULT, iterations=3, resolution=12, samples_per_ray=12, checkpoint_every=2)
 INPUT_CENTER = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
 LOSS_TERMS = {"loss_sds", "loss_input", "loss_input_mask", "loss_near_view", "loss_depth_smooth"}
 
@@ -111,8 +116,58 @@ def test_killed_and_resumed_run_ends_equal_to_an_uninterrupted_one(run, tmp_path
     assert strip(resumed.history) == strip(uninterrupted.history)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sjc_000004.pt", "sjc_000005.pt"]
 
-    with pytest.raises(ValueError, match="another run"):  # other settings never resume this run's state
-        run(dataclasses.replace(cfg, lr_features=0.01), checkpoint_dir=tmp_path)
+    # Other settings never resume this run's state: the run says so and starts afresh.
+    other = dataclasses.replace(cfg, lr_features=0.01)
+    with caplog_at_warning() as records:
+        fresh = run(other, checkpoint_dir=tmp_path)
+    assert fresh.resumed_from == 0 and any("starting afresh" in r for r in records)
+    _assert_same_fields(fresh.field, run(other).field)
+
+
+def test_checkpoints_of_another_prior_are_not_resumed(components, input_rgba, tmp_path):
+    """Issue 11, item 2: a retrained model (other weights, same settings) never continues the old field."""
+    cfg = dataclasses.replace(SMALL, iterations=2, checkpoint_every=1)
+    sjc.reconstruct(components, input_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
+    retrained = models.build_dummy_components(seed=1, prediction_type="v_prediction")
+    again = sjc.reconstruct(retrained, input_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
+    assert again.resumed_from == 0
+    same = sjc.reconstruct(retrained, input_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
+    assert same.resumed_from == 2  # its own checkpoints are resumed
+
+
+def test_a_planted_pickle_checkpoint_is_refused(components, input_rgba, tmp_path):
+    """Issue 11, item 7: the newest `sjc_*.pt` is loaded with weights_only=True; code in a pickle never runs."""
+    marker = tmp_path / "ran"
+    _plant_pickle(tmp_path / "sjc_999999.pt", marker)
+    with pytest.raises(Exception, match="sjc_999999.pt"):
+        sjc.reconstruct(components, input_rgba, INPUT_CENTER, SMALL, 0, checkpoint_dir=tmp_path, progress=False)
+    assert not marker.exists()
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling this creates a file: stands in for any shell command
+
+
+def _plant_pickle(path, marker):
+    torch.save({"iteration": 1, "payload": _RunsCode(marker)}, path)
+
+
+@contextlib.contextmanager
+def caplog_at_warning():
+    """Collect the messages the package logs at WARNING or above inside the block."""
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("zero1to3")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def test_non_finite_loss_stops_and_names_the_iteration(run, monkeypatch):
@@ -174,12 +229,12 @@ def test_turntable_decodes_frames(components, result):
     assert frames["rgb"].min() >= 0.0 and frames["rgb"].max() <= 1.0
 
 
-def test_config_round_trips_and_rejects_unknown_or_bad_values():
-    cfg = sjc.SJCConfig()
+def test_config_round_trips_and_rejects_unknown_missing_or_bad_values():
+    cfg = DEFAULT
     assert sjc.SJCConfig.from_dict(cfg.to_dict()) == cfg
-    assert sjc.SJCConfig.from_dict({}) == cfg  # stage 04 passes only the fields that differ from the defaults
-    assert sjc.SJCConfig.from_dict({"iterations": 7}) == dataclasses.replace(cfg, iterations=7)
-    with pytest.raises(ValueError, match="unknown SJCConfig keys"):
+    with pytest.raises(ValueError, match="missing keys"):  # every value comes from params.yaml: no hidden defaults
+        sjc.SJCConfig.from_dict({"iterations": 7})
+    with pytest.raises(ValueError, match=r"unknown keys \['guidance_sclae'\]"):
         sjc.SJCConfig.from_dict(cfg.to_dict() | {"guidance_sclae": 3.0})
     with pytest.raises(ValueError, match="timestep_min"):
         dataclasses.replace(cfg, timestep_min=500, timestep_max=100)

@@ -74,12 +74,80 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(setup, tmp_pat
         assert torch.equal(a[key], b[key]), key
 
 
-def test_resume_refuses_a_checkpoint_with_other_settings(setup, tmp_path):
+def _fresh():
+    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
+
+
+def test_a_checkpoint_with_other_settings_starts_afresh(setup, tmp_path, caplog):
+    components, views, latents = setup
+    train.fit(components, views, latents, tiny_cfg(max_steps=2), tmp_path / "b", progress=False)
+    cfg = tiny_cfg(max_steps=2, learning_rate=5e-4)
+    with caplog.at_level("WARNING", logger="zero1to3"):
+        again = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False)
+    assert again.resumed_from_step == 0
+    assert any("other settings" in r.message and "learning_rate" in r.message for r in caplog.records)
+    straight = train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False)
+    assert [r["loss"] for r in again.history] == [r["loss"] for r in straight.history]
+
+
+@pytest.mark.parametrize("change", ["vae", "views", "sizes"])
+def test_checkpoints_made_from_other_inputs_are_never_resumed(setup, tmp_path, caplog, change):
+    """Issue 11, item 1: a changed VAE (e.g. `vae.steps`), changed renders or changed model sizes, same settings."""
+    components, views, latents = setup
+    cfg = tiny_cfg(max_steps=2)
+    train.fit(components, views, latents, cfg, tmp_path, progress=False)
+    other = _fresh()
+    if change == "vae":  # a VAE trained differently: other weights, hence other latents
+        with torch.no_grad():
+            next(other.vae.parameters()).add_(0.01)
+        latents = autoencoder.encode_views(other.vae, views)
+    elif change == "views":
+        views = fake_views(seed=1)
+        latents = autoencoder.encode_views(other.vae, views)
+    else:  # other model sizes: a size mismatch would have been a bare load_state_dict error
+        sizes = dataclasses.replace(models.DUMMY_SIZES, clip_hidden_size=64)
+        other = models.build_tiny_components(sizes, seed=0, prediction_type="v_prediction")
+    untrained = copy_of(other)  # fit trains in place
+    with caplog.at_level("WARNING", logger="zero1to3"):
+        result = train.fit(other, views, latents, cfg, tmp_path, progress=False)
+    assert result.resumed_from_step == 0 and len(result.history) == 2
+    assert sum("other inputs" in r.message and "starting afresh" in r.message for r in caplog.records) == 1
+    straight = train.fit(untrained, views, latents, cfg, tmp_path / "straight", progress=False)
+    assert [r["loss"] for r in result.history] == [r["loss"] for r in straight.history]
+
+
+def copy_of(components):
+    import copy
+
+    return copy.deepcopy(components)
+
+
+def test_the_model_folder_records_its_inputs_and_camera_range(setup, tmp_path):
+    import json
+
     components, views, latents = setup
     train.fit(components, views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
-    other = models.build_dummy_components(seed=0, prediction_type="v_prediction")
-    with pytest.raises(ValueError, match=r"other settings.*learning_rate"):
-        train.fit(other, views, latents, tiny_cfg(max_steps=2, learning_rate=5e-4), tmp_path, progress=False)
+    record = json.loads((tmp_path / "model" / train.TRAINING_RECORD).read_text())
+    radii = np.linalg.norm(views.camera_centers, axis=-1)
+    assert record["camera_radius"] == pytest.approx([radii.min(), radii.max()])
+    assert len(record["inputs_fingerprint"]) == 64
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the atomic folder left no temp behind
+
+
+def test_a_planted_pickle_checkpoint_is_refused(setup, tmp_path):
+    """Issue 11, item 7: resume loads the newest step_*.pt with weights_only=True; its code never runs."""
+    components, views, latents = setup
+    marker = tmp_path / "ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # unpickling creates a file: stands in for a shell command
+
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"step": 1, "payload": RunsCode()}, tmp_path / "checkpoints" / "step_999999.pt")
+    with pytest.raises(Exception, match="step_999999.pt"):
+        train.fit(components, views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
+    assert not marker.exists()
 
 
 def test_a_finished_run_can_be_extended(setup, tmp_path):
@@ -90,8 +158,8 @@ def test_a_finished_run_can_be_extended(setup, tmp_path):
     extended = train.fit(fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "b", progress=False)
     assert extended.resumed_from_step == 2
     assert [r["loss"] for r in extended.history] == [r["loss"] for r in straight.history]
-    with pytest.raises(ValueError, match="past max_steps=1"):
-        train.fit(fresh(), views, latents, tiny_cfg(max_steps=1), tmp_path / "b", progress=False)
+    shorter = train.fit(fresh(), views, latents, tiny_cfg(max_steps=1), tmp_path / "b", progress=False)
+    assert shorter.resumed_from_step == 0  # a checkpoint past max_steps is not resumed: the run starts afresh
 
 
 def test_non_finite_loss_stops_and_names_the_step(setup, tmp_path, monkeypatch):

@@ -32,13 +32,33 @@ logger = logging.getLogger(__name__)
 
 
 def read_params(path: str | Path, stage: str) -> dict[str, Any]:
-    """The `stage` group of a params file."""
+    """The `stage` group of a params file, checked against its schema (`config.validate_group`).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        config.ParamsError: malformed YAML (naming the file and line), a missing group, or a group that does not
+            fit its schema (one line per problem, naming `group.key`, the value and the rule).
+    """
+    from zero1to3 import config
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file {path} does not exist")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise config.ParamsError(f"{where}: malformed YAML: {problem}") from None
+    if not isinstance(params, dict):
+        raise config.ParamsError(f"{path}: must map stage names to groups, got {type(params).__name__}")
     if stage not in params:
-        raise ValueError(f"params file {path} has no group {stage!r}; groups present: {sorted(params)}")
+        raise config.ParamsError(f"params file {path} has no group {stage!r}; groups present: {sorted(params)}")
+    try:
+        config.validate_group(stage, params[stage])
+    except config.ParamsError as err:
+        raise config.ParamsError(f"{path}: {err}") from None
     return params[stage]
 
 
@@ -53,10 +73,10 @@ def run_stage(stage: str, params_path: str | Path, output_notebook: str | Path |
 
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
+    parameters = read_params(params_path, stage)  # checked before anything starts or is written
     if KERNEL_NAME not in KernelSpecManager().find_kernel_specs():
         raise RuntimeError(f"Jupyter kernel {KERNEL_NAME!r} is not installed; run `make setup` first")
     root = files.find_project_root()
-    parameters = read_params(params_path, stage)
     source = root / "notebooks" / STAGES[stage]
     output = Path(output_notebook) if output_notebook else root / "results" / "notebooks" / STAGES[stage]
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
+        from zero1to3.config import ParamsError
+
+        try:
+            read_params(args.params, args.stage)
+        except (FileNotFoundError, ParamsError) as err:  # a user's error: what and where, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         out = run_stage(args.stage, args.params, args.output_notebook)
         logger.info("executed notebook written to %s", out)
     elif args.command == "sample":

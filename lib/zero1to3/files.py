@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,23 @@ def find_project_root(start: str | Path | None = None) -> Path:
     raise FileNotFoundError(f"no {PROJECT_MARKER} found in {here} or any folder above it; run from the repository")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a torn one."""
+    """Write `data` to `path` so that readers see the old file or the new one, never a torn one.
+
+    The file gets the permissions a plain `open(path, "wb")` would give it (0666 less the umask), not
+    `mkstemp`'s private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -39,6 +53,34 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Build a folder beside `path` and move it into place only when the block ends without error.
+
+    Readers of `path` see the old folder or the complete new one, never a mix: a kill while the block
+    runs leaves the old folder as it was (and a hidden `.<name>.*.tmp` folder, removed by the next call).
+    Between the two renames that swap old and new there is an instant with no folder at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed earlier call
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        os.replace(path, old / "old")  # the old folder leaves `path` whole ...
+    os.replace(tmp, path)  # ... and the new one arrives whole
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

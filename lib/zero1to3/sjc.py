@@ -41,6 +41,7 @@ import dataclasses
 import hashlib
 import io
 import logging
+import pickle
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +55,8 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 from tqdm import tqdm
 
-from zero1to3 import cameras, data, files, guidance, models, raymarch, voxel
-from zero1to3.config import _FromDict
+from zero1to3 import cameras, data, files, fingerprint, guidance, models, raymarch, voxel
+from zero1to3.config import SJCConfig  # noqa: F401  (stage 04's config; `sjc.SJCConfig` for notebooks)
 
 logger = logging.getLogger(__name__)
 
@@ -66,101 +67,6 @@ INPUT_DEPTH_SMOOTH_FACTOR = 0.1  # the paper's input-view depth TV is 0.1 x dept
 # default runs on duck and mug (measured). The paper's 8 x mean suits its box, 8x the object's volume; ours is tight.
 MESH_THRESHOLD_MEAN_FACTOR = 1.5
 MESH_SMOOTH_KERNEL = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class SJCConfig(_FromDict):
-    """Stage 04: reconstruct one object from one view by SJC.
-
-    The defaults take ~40 s per object on 2 CPU cores with the tiny model (benchmarks/bench_sjc.py) and were
-    tuned a little for volume IoU on two zero-shot objects (duck, mug); weights are relative (Adamax is
-    scale-free per parameter, so only the ratios of the `lambda_<name>` matter).
-    """
-
-    iterations: int = 900
-    """Optimiser steps (the paper: 10,000 on a GPU; 900 fit ~40 s at the measured 20-25 it/s)."""
-    resolution: int = 48
-    """Voxel grid nodes per axis (the paper: 100); 48^3 with 2 views beat 64^3 with 1 view in IoU at equal time."""
-    bound: float = 0.6
-    """Half side of the field's box in the normalised frame; objects lie in [-0.5, 0.5]^3."""
-    density_shift: float = voxel.PAPER_DENSITY_SHIFT
-    """`shift` in sigma = softplus(raw exp(s) + shift) (the paper: -1)."""
-    feature_init_std: float = 1.0
-    """The latent feature grid starts as N(0, std^2) (the paper: 1)."""
-    samples_per_ray: int = 48
-    """Samples per ray in the box (~1 per voxel; the paper steps half a voxel)."""
-    lr_density: float = 0.05
-    """Adamax learning rate of the density grid and its log-scale (the paper: 0.05)."""
-    lr_features: float = 0.05
-    """Adamax learning rate of the latent feature grid (the paper: 0.05)."""
-    guidance_scale: float = guidance.PAPER_GUIDANCE_SCALE
-    """Classifier-free guidance weight of the score (the paper: 100)."""
-    timestep_min: int = guidance.PAPER_TIMESTEP_RANGE[0]
-    """Smallest diffusion timestep drawn for the score (the paper: 10)."""
-    timestep_max: int = guidance.PAPER_TIMESTEP_RANGE[1]
-    """Largest diffusion timestep drawn, inclusive (the paper: 969)."""
-    views_per_iteration: int = 2
-    """Random views scored per iteration, each with its near view (the paper: 1; 2 averages the noisy score)."""
-    radius_min: float = cameras.PAPER_RADIUS_MIN
-    """Smallest distance of a random camera to the origin (our renders: 1.5)."""
-    radius_max: float = cameras.PAPER_RADIUS_MAX
-    """Largest distance of a random camera (our renders: 2.2)."""
-    polar_min_deg: float = 0.0
-    """Random cameras keep polar angles in [polar_min_deg, polar_max_deg] (our renders: the whole sphere)."""
-    polar_max_deg: float = 180.0
-    """Upper end of the random cameras' polar band, degrees from +Z."""
-    near_view_offset: float = 0.05
-    """A near view's eye is its random view's eye + this x a random unit vector (the paper: 0.05)."""
-    background_depth: float = 10.0
-    """Depth of the transmitted part of a ray (the paper: 10); enters the depth losses."""
-    lambda_sds: float = 1.0
-    """Weight of `loss_sds`, the chained score (Adamax is scale-free: only the ratios of the weights matter)."""
-    lambda_input: float = 1e4
-    """Weight of `loss_input`, the latent MSE at the input camera (the paper: 1e4 on its RGB MSE)."""
-    lambda_input_mask: float = 1e4
-    """Weight of `loss_input_mask`, the opacity-to-alpha MSE at the input camera (as `lambda_input`)."""
-    lambda_near_view: float = 1e4
-    """Weight of `loss_near_view` (the paper's run: 1e4)."""
-    lambda_depth_smooth: float = 100.0
-    """Weight of `loss_depth_smooth` (the paper: 1e4, which here emptied the field: with background depth 10,
-    every silhouette edge costs TV, and the densest voxel stayed at 2.9; measured)."""
-    depth_smooth_start: float = 0.5
-    """Fraction of the run after which the random views' depth TV is on (the paper: 0.5)."""
-    lambda_emptiness: float = 0.0
-    """Weight of `loss_emptiness` (the paper's run: 0, off)."""
-    emptiness_scale: float = 10.0
-    """`k` in log(1 + k w) of the emptiness loss (SJC's `emptiness_scale`: 10)."""
-    num_threads: int = 1
-    """torch intra-op threads during the loop (restored after): 2 threads on a shared 2-core CPU measured 50x slower."""
-    checkpoint_every: int = 200
-    """Iterations between resumable checkpoints (when `reconstruct` gets a `checkpoint_dir`)."""
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SJCConfig:
-        """Build from the fields that differ from the defaults (stage 04's `config` parameter); unknown keys
-        are errors naming the valid ones. Unlike the other stage configs, missing keys take the defaults."""
-        return super().from_dict(cls().to_dict() | dict(values))
-
-    def __post_init__(self) -> None:
-        positive = ("iterations", "resolution", "samples_per_ray", "views_per_iteration", "num_threads",
-                    "checkpoint_every", "bound", "radius_min", "lr_density", "lr_features")  # fmt: skip
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}")
-        for name in (f.name for f in dataclasses.fields(self) if f.name.startswith("lambda_")):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}")
-        if self.resolution < 2:
-            raise ValueError(f"`resolution` must be >= 2, got {self.resolution}")
-        if not 0 <= self.timestep_min <= self.timestep_max:
-            raise ValueError(f"need 0 <= timestep_min <= timestep_max, got {self.timestep_min}, {self.timestep_max}")
-        if not self.bound * 3**0.5 < self.radius_min <= self.radius_max:
-            raise ValueError(
-                f"need bound * sqrt(3) < radius_min <= radius_max (cameras outside the box), got bound={self.bound}, "
-                f"radius_min={self.radius_min}, radius_max={self.radius_max}"
-            )
-        if not 0.0 <= self.depth_smooth_start <= 1.0:
-            raise ValueError(f"`depth_smooth_start` must lie in [0, 1], got {self.depth_smooth_start}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,11 +204,32 @@ def _torch_threads(num_threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _run_identity(rgba: np.ndarray, center: np.ndarray, cfg: SJCConfig, seed: int, use_pose: bool) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: everything but `checkpoint_every`."""
+def run_identity(
+    components: models.Zero123Components, rgba: np.ndarray, center: np.ndarray, cfg: SJCConfig, seed: int,
+    use_pose: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Everything a reconstruction depends on, as plain values: a checkpoint or a finished result is reused
+    only if its identity equals this one. The prior model and the input view enter by fingerprint; the
+    config by value, all but `checkpoint_every`."""
     digest = hashlib.sha256(np.ascontiguousarray(rgba).tobytes() + np.asarray(center, np.float64).tobytes())
     config = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_every"}
-    return {"config": config, "seed": seed, "use_pose": use_pose, "input_sha256": digest.hexdigest()}
+    return {"config": config, "seed": seed, "use_pose": use_pose, "input_sha256": digest.hexdigest(),
+            "prior_fingerprint": fingerprint.components_fingerprint(components)}  # fmt: skip
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """An SJC checkpoint's state, loaded safely: tensors and plain containers only (`weights_only=True`).
+
+    Raises:
+        pickle.UnpicklingError: the file holds anything else (e.g. a planted pickle that would run code).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise pickle.UnpicklingError(
+            f"refusing to load {path}: it is not a plain checkpoint of tensors and containers ({err}); "
+            f"checkpoints are only ever written by this code, so delete the file if you did not put it there"
+        ) from err
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -351,7 +278,7 @@ def reconstruct(
         input_center = np.asarray(input_center, np.float64)
         if not np.abs(input_center).max() > cfg.bound:
             raise ValueError(f"`input_center` {input_center.tolist()} lies inside the field's box (bound {cfg.bound})")
-        identity = _run_identity(input_rgba, input_center, cfg, seed, use_pose)
+        identity = run_identity(components, input_rgba, input_center, cfg, seed, use_pose)
 
         # 2. Encode the input view once: conditioning, target latent, mask, white background
         inp = _encode_input(components, input_rgba)
@@ -368,16 +295,19 @@ def reconstruct(
         rng = np.random.default_rng(seed)  # cameras
         history: list[dict[str, float]] = []
 
-        # 4. Resume from the newest checkpoint of the same run
+        # 4. Resume from the newest checkpoint of the same run (same prior, input, seed and config), else afresh
         start = 0
         last = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        if last is not None:
-            state = torch.load(last, map_location="cpu", weights_only=False)
-            if state["identity"] != identity:
-                raise ValueError(
-                    f"checkpoint {last} belongs to another run (input, seed, use_pose or config differ); delete "
-                    f"{checkpoint_dir} to start over. Checkpoint: {state['identity']}; now: {identity}"
-                )
+        state = load_checkpoint(last) if last is not None else None
+        if state is not None and state["identity"] != identity:
+            changed = sorted(k for k in identity.keys() | state["identity"].keys()
+                             if state["identity"].get(k) != identity.get(k))  # fmt: skip
+            logger.warning("SJC checkpoints in %s belong to another run (%s differ): starting afresh",
+                           checkpoint_dir, ", ".join(changed))  # fmt: skip
+            for stale in Path(checkpoint_dir).glob(CHECKPOINT_GLOB):
+                stale.unlink()
+            state = None
+        if state is not None:
             field.load_state_dict(state["field"])
             optimizer.load_state_dict(state["optimizer"])
             generator.set_state(state["generator"])

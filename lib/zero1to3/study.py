@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ import torch
 from jaxtyping import Float, Int, UInt8
 
 from zero1to3 import data, files
+
+logger = logging.getLogger(__name__)
 
 SJC_METHODS = {"sjc": True, "sjc_i": False}
 """Reconstruction methods -> whether the prior reads the pose (SJC-I: the no-pose baseline as prior)."""
@@ -260,11 +263,14 @@ def reconstruct_object(
     prior: Any, use_pose: bool, rgba: UInt8[np.ndarray, "H W 4"], center: Float[np.ndarray, " 3"], cfg: Any,
     seed: int, mesh_file: Path, settings: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    """Reconstruct one object by SJC unless a record with the same `settings` exists; write mesh, field, record.
+    """Reconstruct one object by SJC unless it was done before from the same inputs; write mesh, field, record.
 
-    The field is checkpointed under `<mesh>.checkpoints/` while it trains (a killed run resumes there) and the
-    checkpoints are removed once the mesh and record are written. A field without a surface is recorded with
-    its error (stage 05 counts it as a failure) rather than raised.
+    A finished reconstruction is reused only if its record has the same `settings` and the same run identity
+    (`sjc.run_identity`: the prior model's fingerprint, the input view, seed, method and config); any change,
+    a retrained model included, reconstructs afresh. The field is checkpointed under `<mesh>.checkpoints/`
+    while it trains (a killed run resumes there) and the checkpoints are removed once the mesh and record are
+    written. A field without a surface is recorded with its error (stage 05 counts it as a failure) rather
+    than raised.
     """
     import shutil
 
@@ -272,8 +278,12 @@ def reconstruct_object(
 
     mesh_file = Path(mesh_file)
     record_file, field_file = mesh_file.with_suffix(".json"), mesh_file.with_suffix(".field.pt")
-    if record_file.is_file() and load_run_record(record_file)["settings"] == settings and field_file.is_file():
-        return load_run_record(record_file)
+    identity = sjc.run_identity(prior, rgba, center, cfg, seed, use_pose)
+    if record_file.is_file() and field_file.is_file():
+        record = load_run_record(record_file)
+        if record.get("settings") == settings and record.get("identity") == identity:
+            return record
+        logger.info("%s was made from other inputs or settings: reconstructing afresh", record_file)
     checkpoints = mesh_file.with_suffix(".checkpoints")
     result = sjc.reconstruct(prior, rgba, center, cfg, seed, use_pose=use_pose, checkpoint_dir=checkpoints)
     mesh_file.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +294,8 @@ def reconstruct_object(
         mesh_file.unlink(missing_ok=True)
         error = str(err)
     files.write_bytes_atomic(field_file, _state_bytes(result.field))
-    record = {"settings": settings, "seconds": result.seconds, "history": result.history, "mesh_error": error}
+    record = {"settings": settings, "identity": identity, "seconds": result.seconds, "history": result.history,
+              "mesh_error": error}  # fmt: skip
     save_run_record(record_file, record)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return record

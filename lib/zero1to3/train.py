@@ -10,7 +10,12 @@ GPUs (mixed precision, gradient accumulation) elsewhere, with no code change.
 Runs are resumable: every `checkpoint_every` steps the full state (weights, optimiser, EMA,
 learning-rate schedule, the generators of data and noise, the loss history) is written atomically;
 a rerun with the same settings continues from the last checkpoint and ends exactly where an
-uninterrupted run ends. A non-finite loss stops the run and names the step.
+uninterrupted run ends. A checkpoint is resumed only if it was made from the same inputs: its
+settings and the fingerprint of what the run consumed (the starting weights of every component,
+the VAE included; the training views and cameras; their latents) must equal this run's; otherwise
+the run says why in one line and starts afresh. Checkpoints load with `weights_only=True` (plain
+tensors and containers; a pickle that would run code is refused). A non-finite loss stops the run
+and names the step.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import dataclasses
 import io
 import json
 import logging
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +40,7 @@ from diffusers.training_utils import EMAModel
 from torch import Tensor
 from tqdm import tqdm
 
-from zero1to3 import conditioning, data, files, models
+from zero1to3 import conditioning, data, files, fingerprint, models
 from zero1to3.autoencoder import LatentTable
 from zero1to3.config import FinetuneConfig
 
@@ -42,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
+TRAINING_RECORD = "training.json"  # in the model folder: config, inputs fingerprint, camera range, history
 KEEP_CHECKPOINTS = 2
 RESUMABLE_CHANGES = ("max_steps", "checkpoint_every")  # settings a run may resume under with new values
 
@@ -195,21 +202,11 @@ def fit(
     optimizer = prepared[-1]
     history: list[dict[str, float]] = []
 
-    # Resume from the last checkpoint written with the same settings.
+    # Resume from the last checkpoint made with the same settings from the same inputs, else start afresh.
+    inputs = inputs_fingerprint(components, views, latents)
     start_step = 0
-    last = latest_checkpoint(out_dir)
-    if last is not None:
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        # Only the run's length and checkpoint spacing may change: they leave the trajectory as it is
-        # (the learning rate is constant after warm-up), so a finished run can be extended.
-        differences = {k: v for k, v in _diff(state["config"], cfg.to_dict()).items() if k not in RESUMABLE_CHANGES}
-        if differences:
-            raise ValueError(
-                f"checkpoint {last} was written with other settings; delete {out_dir / CHECKPOINT_DIR} to start "
-                f"over or restore them. Differences (checkpoint, now): {differences}"
-            )
-        if state["step"] > cfg.max_steps:
-            raise ValueError(f"checkpoint {last} is at step {state['step']}, past max_steps={cfg.max_steps}")
+    state = _resumable_state(out_dir, cfg, inputs)
+    if state is not None:
         for name, module in trained.items():
             accelerator.unwrap_model(module).load_state_dict(state["modules"][name])
         getattr(optimizer, "optimizer", optimizer).load_state_dict(state["optimizer"])
@@ -218,7 +215,7 @@ def fit(
         data_gen.set_state(state["data_generator"])
         noise_gen.set_state(state["noise_generator"])
         history, start_step = state["history"], state["step"]
-        logger.info("resuming from %s (step %d of %d)", last, start_step, cfg.max_steps)
+        logger.info("resuming from %s (step %d of %d)", latest_checkpoint(out_dir), start_step, cfg.max_steps)
 
     bar = tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
                unit="step", disable=not progress or not accelerator.is_local_main_process, mininterval=5)  # fmt: skip
@@ -244,8 +241,8 @@ def fit(
         bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)  # printed at the bar's own interval
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.max_steps:
             if accelerator.is_main_process:
-                _save_checkpoint(out_dir, step + 1, cfg, trained, optimizer, lr_schedule, ema, data_gen, noise_gen,
-                                 history, accelerator)  # fmt: skip
+                _save_checkpoint(out_dir, step + 1, cfg, inputs, trained, optimizer, lr_schedule, ema, data_gen,
+                                 noise_gen, history, accelerator)  # fmt: skip
             if on_checkpoint is not None:
                 with _ema_weights(ema, _ema_modules(components, cfg)):
                     on_checkpoint(components, step + 1)
@@ -256,9 +253,70 @@ def fit(
         module.requires_grad_(False)
         module.eval()
     if accelerator.is_main_process:
-        components.save_pretrained(out_dir / MODEL_DIR)
-        files.write_json_atomic(out_dir / MODEL_DIR / "training.json", {"config": cfg.to_dict(), "history": history})
+        radii = np.linalg.norm(views.camera_centers, axis=-1)
+        record = {
+            "config": cfg.to_dict(),
+            "inputs_fingerprint": inputs,
+            "camera_radius": [float(radii.min()), float(radii.max())],  # the pose offsets the model has seen
+            "history": history,
+        }
+        with files.atomic_folder(out_dir / MODEL_DIR) as folder:  # the folder is replaced whole, never mixed
+            components.save_pretrained(folder)
+            files.write_json_atomic(folder / TRAINING_RECORD, record)
     return FitResult(components, history, start_step)
+
+
+def inputs_fingerprint(components: models.Zero123Components, views: data.MultiViewSet, latents: LatentTable) -> str:
+    """Fingerprint of what a run consumes: starting weights and configs of every component, views, latents."""
+    hasher = fingerprint.Hasher().value("components", fingerprint.components_fingerprint(components))
+    hasher.value("object_ids", views.object_ids).array("rgba", views.rgba).array("centers", views.camera_centers)
+    return hasher.array("latent_mean", latents.mean).array("latent_std", latents.std).hexdigest()
+
+
+def _resumable_state(out_dir: Path, cfg: FinetuneConfig, inputs: str) -> dict[str, Any] | None:
+    """The newest checkpoint's state if this run may continue it; else `None`, stale checkpoints removed.
+
+    A checkpoint is continued only if its inputs fingerprint and its settings equal this run's (only the
+    run's length and checkpoint spacing may change: they leave the trajectory as it is, the learning
+    rate being constant after warm-up, so a finished run can be extended) and it is not past `max_steps`.
+    """
+    last = latest_checkpoint(out_dir)
+    if last is None:
+        return None
+    state = load_checkpoint(last)
+    differences = {k: v for k, v in _diff(state["config"], cfg.to_dict()).items() if k not in RESUMABLE_CHANGES}
+    reason = None
+    if state.get("inputs_fingerprint") != inputs:
+        reason = (
+            f"made from other inputs (weights, VAE, views or latents; fingerprint "
+            f"{fingerprint.short(str(state.get('inputs_fingerprint')))} vs {fingerprint.short(inputs)} now)"
+        )
+    elif differences:
+        reason = f"written with other settings (checkpoint, now): {differences}"
+    elif state["step"] > cfg.max_steps:
+        reason = f"at step {state['step']}, past max_steps={cfg.max_steps}"
+    if reason is None:
+        return state
+    logger.warning("checkpoints in %s were %s: starting afresh", out_dir / CHECKPOINT_DIR, reason)
+    for stale in (Path(out_dir) / CHECKPOINT_DIR).glob("step_*.pt"):
+        stale.unlink()
+    return None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint's state, loaded safely: tensors and plain containers only (`weights_only=True`).
+
+    Raises:
+        pickle.UnpicklingError: the file holds anything else (e.g. a planted pickle that would run code);
+            the message names the file.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise pickle.UnpicklingError(
+            f"refusing to load {path}: it is not a plain checkpoint of tensors and containers ({err}); "
+            f"checkpoints are only ever written by this code, so delete the file if you did not put it there"
+        ) from err
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
@@ -267,11 +325,13 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(out_dir, step, cfg, trained, optimizer, lr_schedule, ema, data_gen, noise_gen, history, acc):
+def _save_checkpoint(out_dir, step, cfg, inputs, trained, optimizer, lr_schedule, ema, data_gen, noise_gen, history,
+                     acc):  # fmt: skip
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the optimiser
     state = {
         "step": step,
         "config": cfg.to_dict(),
+        "inputs_fingerprint": inputs,
         "modules": {name: acc.unwrap_model(m).state_dict() for name, m in trained.items()},
         "optimizer": inner.state_dict(),
         "lr_schedule": lr_schedule.state_dict(),
