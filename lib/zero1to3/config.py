@@ -200,8 +200,8 @@ class SJCConfig(_FromDict):
     """Stage 04: reconstruct one object from one view by SJC.
 
     The values in `params.yaml` take ~40 s per object on 2 CPU cores with the tiny model
-    (benchmarks/bench_sjc.py) and were tuned a little for volume IoU on two zero-shot objects (duck, mug); weights are relative (Adamax is
-    scale-free per parameter, so only the ratios of the `lambda_<name>` matter).
+    (benchmarks/bench_sjc.py) and were tuned a little for volume IoU on two zero-shot objects (duck, mug);
+    weights are relative (Adamax is scale-free per parameter, so only the ratios of the `lambda_<name>` matter).
     """
 
     iterations: int
