@@ -34,3 +34,35 @@ def test_find_project_root_from_a_subfolder(tmp_path):
     assert files.find_project_root(tmp_path / "notebooks") == tmp_path.resolve()
     with pytest.raises(FileNotFoundError, match="dvc.yaml"):
         files.find_project_root(tmp_path.parent)
+
+
+def test_atomic_files_get_the_umask_mode_not_0600(tmp_path):
+    """Issue 11, item 9: mkstemp's private 0600 used to leak into every file the stages wrote."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        files.write_bytes_atomic(tmp_path / "a.bin", b"x")
+        with files.atomic_folder(tmp_path / "folder") as folder:
+            (folder / "f").write_bytes(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+
+
+def test_atomic_folder_replaces_whole_or_not_at_all(tmp_path):
+    """Issue 11, item 3: a failure (or kill) while writing leaves the old folder as it was, never a mix."""
+    target = tmp_path / "model"
+    with files.atomic_folder(target) as folder:
+        (folder / "a.txt").write_text("old a")
+        (folder / "b.txt").write_text("old b")
+    with pytest.raises(RuntimeError):
+        with files.atomic_folder(target) as folder:
+            (folder / "a.txt").write_text("new a")
+            raise RuntimeError("killed half-way")
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a.txt": "old a", "b.txt": "old b"}
+    with files.atomic_folder(target) as folder:
+        (folder / "a.txt").write_text("new a")
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a.txt": "new a"}
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder left beside it

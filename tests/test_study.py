@@ -88,3 +88,40 @@ def test_mesh_snapshots_show_the_mesh_and_blank_for_none(tmp_path):
     assert (shots.min(axis=-1) < 0.9).mean() > 0.1  # the box covers a good part of the picture
     blank = study.mesh_snapshots(tmp_path / "missing.ply", [0.0], size_px=64)
     assert blank.min() > 0.99
+
+
+def test_a_finished_reconstruction_is_reused_only_for_the_same_prior_and_input(tmp_path):
+    """Issue 11, item 2: a retrained model (or another input view) reconstructs afresh; the same one is reused."""
+    import dataclasses
+    import math
+
+    import yaml
+
+    from conftest import REPO
+    import torch
+
+    from zero1to3 import cameras, models, sjc
+
+    torch.set_num_threads(1)
+    values = yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"]
+    cfg = dataclasses.replace(sjc.SJCConfig.from_dict(values), iterations=2, resolution=12, samples_per_ray=12)
+    center = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24] = (200, 40, 40, 255)
+    mesh_file = study.mesh_path(tmp_path, "sjc", "box")
+    settings = {"config": cfg.to_dict(), "seed": 0, "input_view": 0}
+    prior = models.build_dummy_components(seed=0, prediction_type="v_prediction")
+
+    def reconstruct(model, image):
+        return study.reconstruct_object(model, True, image, center, cfg, 0, mesh_file, settings)
+
+    first = reconstruct(prior, rgba)
+    assert reconstruct(prior, rgba)["seconds"] == first["seconds"]  # reused: the same record
+    retrained = models.build_dummy_components(seed=1, prediction_type="v_prediction")
+    second = reconstruct(retrained, rgba)
+    assert second["seconds"] != first["seconds"]
+    assert second["identity"]["prior_fingerprint"] != first["identity"]["prior_fingerprint"]
+    other_input = rgba.copy()
+    other_input[8:24, 8:24, 0] = 40
+    third = reconstruct(retrained, other_input)
+    assert third["identity"]["input_sha256"] != second["identity"]["input_sha256"]
