@@ -66,3 +66,17 @@ def test_atomic_folder_replaces_whole_or_not_at_all(tmp_path):
         (folder / "a.txt").write_text("new a")
     assert {p.name: p.read_text() for p in target.iterdir()} == {"a.txt": "new a"}
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp folder left beside it
+
+
+def test_a_kill_between_the_renames_is_undone_by_the_next_call(tmp_path):
+    target = tmp_path / "model"
+    with files.atomic_folder(target) as folder:
+        (folder / "a.txt").write_text("old")
+    aside = tmp_path / ".model.killed.tmp"  # what a kill after the first rename leaves
+    aside.mkdir()
+    target.rename(aside / "old")
+    with pytest.raises(RuntimeError):
+        with files.atomic_folder(target):
+            assert (target / "a.txt").read_text() == "old"  # put back before the block runs
+            raise RuntimeError("the new write fails")
+    assert (target / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -1,7 +1,10 @@
 """The renderer, exercised for real (Blender Cycles in worker processes) at tiny sizes."""
 
 import dataclasses
+import errno
+import hashlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -88,7 +91,9 @@ def _fraction_on_object(points, w2c, alpha, size):
     return float(np.sum(alpha[row, col] > 0)) / len(points)
 
 
-def test_same_seed_same_cameras_and_images(rendered, tmp_path):
+def test_same_settings_write_byte_identical_files(rendered, tmp_path):
+    """Every file under the data folder (PNGs, cameras, meshes, meta, manifest) repeats byte for byte:
+    they are DVC outputs, so a date in a PNG or a timing in a JSON would rerun every later stage."""
     cfg, _ = rendered
     again = dataclasses.replace(cfg, data_dir=str(tmp_path / "again"))
     render.render_objects(two_objects(), split_of(two_objects()), again, progress=False)
@@ -96,6 +101,21 @@ def test_same_seed_same_cameras_and_images(rendered, tmp_path):
         a, b = data.load_object(cfg.data_dir, oid), data.load_object(again.data_dir, oid)
         np.testing.assert_array_equal(a.w2c, b.w2c)
         np.testing.assert_array_equal(a.rgba, b.rgba)
+    first, second = _tree_hashes(cfg.data_dir), _tree_hashes(again.data_dir)
+    assert {"manifest.json", "renders/mug/000.png", "renders/mug/meta.json"} <= set(first)
+    assert first.keys() == second.keys()
+    assert [name for name in first if first[name] != second[name]] == []
+    assert b"tEXt" not in (Path(again.data_dir) / "renders" / "mug" / "000.png").read_bytes()  # no render times
+
+
+def _tree_hashes(folder):
+    """sha256 of every file under `folder`, by path relative to it."""
+    root = Path(folder)
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_broken_mesh_is_reported_recorded_and_skipped(tmp_path):
@@ -121,11 +141,176 @@ def test_rerun_reuses_finished_objects_and_redoes_changed_settings(tmp_path):
     stamp = png.stat().st_mtime_ns
     again = render.render_objects(sources, split_of(sources), cfg, progress=False)
     assert [r.status for r in again.results] == ["cached"] and png.stat().st_mtime_ns == stamp
-    assert render.dataset_metrics(again, cfg) == render.dataset_metrics(first, cfg)  # resumed = same figures
+    counts, reused = render.dataset_metrics(first, cfg), render.dataset_metrics(again, cfg)
+    assert counts.pop("render_ms_per_view") > 0 and reused == counts  # resumed = same counts, no cost measured
     assert first.manifest_path.read_bytes() == again.manifest_path.read_bytes()  # the data, not the run
     bigger = render.render_objects(sources, split_of(sources), dataclasses.replace(cfg, resolution_px=24), False)
     assert [r.status for r in bigger.results] == ["ok"]
     assert data.load_object(cfg.data_dir, "urdf_003").rgba.shape[1] == 24
+    assert sorted(p.name for p in (tmp_path / "data" / "renders").iterdir()) == ["urdf_003"]  # old one swapped out
+
+
+def test_all_objects_failing_stops_and_keeps_earlier_renders(tmp_path):
+    """New settings under which every object fails: the stage stops and the old renders and manifest stay."""
+    sources = [objects.random_urdf_source(3), objects.random_urdf_source(4)]
+    cfg = _cfg(tmp_path, num_views=1)
+    render.render_objects(sources, split_of(sources), cfg, progress=False)
+    before = _tree_hashes(cfg.data_dir)
+    missing = [dataclasses.replace(s, mesh_path=tmp_path / f"gone_{s.object_id}.obj") for s in sources]
+    with pytest.raises(render.RenderError, match=r"(?s)all 2 objects failed.*urdf_003: MeshError.*gone_urdf_003"):
+        render.render_objects(missing, split_of(missing), dataclasses.replace(cfg, resolution_px=24), progress=False)
+    assert _tree_hashes(cfg.data_dir) == before  # renders (nothing replaced, nothing left over) and manifest
+
+
+def test_interrupted_swap_is_undone_by_the_next_run(tmp_path):
+    """A kill during the old-aside / new-in swap leaves the old object under `.replaced`: it is put back."""
+    renders = tmp_path / "renders"
+    for name in ("a.replaced", "b", "b.replaced", "c.partial"):
+        (renders / name).mkdir(parents=True)
+        (renders / name / "meta.json").write_text(name)
+    (renders / "d.partial").write_text("a stray file")
+    render._recover_interrupted(renders)
+    assert {p.name: (p / "meta.json").read_text() for p in renders.iterdir()} == {"a": "a.replaced", "b": "b"}
+
+
+def test_only_mesh_errors_skip_an_object():
+    assert render.is_object_error(objects.MeshError("urdf_001: mesh holds no triangles"))
+    for err in (
+        OSError(errno.ENOSPC, "No space left on device"),
+        PermissionError(errno.EACCES, "Permission denied"),
+        OSError(errno.EROFS, "Read-only file system"),
+        __import__("concurrent.futures.process").futures.process.BrokenProcessPool("worker died"),
+        RuntimeError("Error: Cannot render, no camera"),
+        ValueError("`up_axis` must be 'Y' or 'Z', got 'X'"),
+    ):
+        assert not render.is_object_error(err), err
+
+
+def test_disk_full_while_rendering_raises_and_cleans_up(tmp_path, monkeypatch):
+    """In the worker: a full disk propagates (it is no object's fault), the partial folder goes, the old stays."""
+    renders = tmp_path / "renders"
+    (renders / "urdf_003").mkdir(parents=True)
+    (renders / "urdf_003" / "meta.json").write_text("old")
+
+    def disk_full(source, out_dir, cfg):
+        out_dir.mkdir(parents=True)
+        (out_dir / "000.png").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "000.npy"))
+
+    monkeypatch.setattr(render, "render_object", disk_full)
+    monkeypatch.setitem(render._WORKER, "cfg", None)
+    with pytest.raises(OSError, match="No space left") as info:
+        render._render_one_safe((objects.random_urdf_source(3), str(renders)))
+    assert info.value.errno == errno.ENOSPC
+    assert [p.name for p in renders.iterdir()] == ["urdf_003"]
+    assert (renders / "urdf_003" / "meta.json").read_text() == "old"
+
+    def bad_mesh(source, out_dir, cfg):
+        raise objects.MeshError(f"{source.object_id}: mesh holds no triangles")
+
+    monkeypatch.setattr(render, "render_object", bad_mesh)
+    result = render._render_one_safe((objects.random_urdf_source(3), str(renders)))
+    assert (result.status, result.error) == ("failed", "MeshError: urdf_003: mesh holds no triangles")
+
+
+def test_write_error_in_a_worker_stops_the_stage(tmp_path):
+    """A real write error in a Blender worker (file size limit: EFBIG, as a full disk gives ENOSPC) stops
+    the run with an error naming the object and the cause; nothing is skipped or left half-written."""
+    cfg = _cfg(tmp_path, num_views=1)
+    script = textwrap.dedent(f"""
+        from zero1to3 import objects, render
+        from zero1to3.config import RenderConfig
+        if __name__ == "__main__":
+            sources = [objects.random_urdf_source(3)]
+            split = {{"train": ["urdf_003"], "val": [], "test": [], "zero_shot": []}}
+            render.render_objects(sources, split, RenderConfig(**{cfg.to_dict()!r}), progress=False)
+    """)
+    limit = 2048  # bytes: the 8 kB mesh.obj the worker writes first cannot fit
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))  # fmt: skip
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("zero1to3.render.RenderError: rendering stopped at object urdf_003"), proc.stderr[-3000:]
+    assert "File too large" in last
+    renders = tmp_path / "data" / "renders"
+    assert list(renders.iterdir()) == [] and not (tmp_path / "data" / "manifest.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders (the test above covers root)")
+def test_read_only_renders_folder_stops_the_stage(tmp_path):
+    cfg = _cfg(tmp_path, num_views=1)
+    renders = tmp_path / "data" / "renders"
+    renders.mkdir(parents=True)
+    renders.chmod(0o500)
+    try:
+        with pytest.raises(render.RenderError, match=r"stopped at object urdf_003 .*PermissionError"):
+            render.render_objects(
+                [objects.random_urdf_source(3)], split_of([objects.random_urdf_source(3)]), cfg, False
+            )
+    finally:
+        renders.chmod(0o700)
+    assert list(renders.iterdir()) == [] and not (tmp_path / "data" / "manifest.json").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker through /proc (Linux)")
+def test_worker_dies_with_its_parent(tmp_path):
+    """SIGKILL the process that called render_objects mid-render: its Blender worker must not live on."""
+    cfg = _cfg(tmp_path, num_views=400, samples_per_pixel=1)  # long enough to be killed mid-object
+    script = textwrap.dedent(f"""
+        from zero1to3 import objects, render
+        from zero1to3.config import RenderConfig
+        if __name__ == "__main__":
+            sources = [objects.random_urdf_source(3)]
+            split = {{"train": ["urdf_003"], "val": [], "test": [], "zero_shot": []}}
+            render.render_objects(sources, split, RenderConfig(**{cfg.to_dict()!r}), progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    workers = []
+    try:
+        partial = tmp_path / "data" / "renders" / "urdf_003.partial"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (partial / "000.png").exists():
+            time.sleep(0.05)
+        workers = [pid for pid in _children(proc.pid) if b"spawn_main" in _cmdline(pid)]
+        assert len(workers) == 1, f"expected one render worker of {proc.pid}, found {workers}"
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(workers[0]):
+            time.sleep(0.05)
+        assert not _alive(workers[0]), f"worker {workers[0]} outlived its parent {proc.pid}"
+    finally:
+        for pid in workers:  # never leave a ~1 GB Blender process behind, even when the test fails
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid):
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid):
+    """Running (not gone, not a zombie waiting for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_resume_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):

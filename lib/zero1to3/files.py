@@ -61,11 +61,14 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
     Readers of `path` see the old folder or the complete new one, never a mix: a kill while the block
     runs leaves the old folder as it was (and a hidden `.<name>.*.tmp` folder, removed by the next call).
-    Between the two renames that swap old and new there is an instant with no folder at `path`.
+    Between the two renames that swap old and new there is an instant with no folder at `path`; a kill
+    there leaves the old folder aside, and the next call puts it back before anything else.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed earlier call
+    for stale in sorted(path.parent.glob(f".{path.name}.*.tmp")):  # left by a killed earlier call
+        if not path.exists() and (stale / "old").is_dir():  # killed between the renames: the old one is valid
+            os.replace(stale / "old", path)
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())

@@ -11,14 +11,22 @@ each view the paper's 3x4 world-to-camera matrix. Layout of `data_dir`:
         mesh.obj (+ .mtl, texture) the normalised mesh as rendered (ground truth for 3D metrics)
         meta.json                 spherical coordinates per view, lighting, settings
 
-Each object is rendered into `<object_id>.partial/` and renamed into place when complete, so a
-killed run leaves no half-written object under its final name; a rerun skips finished objects
-whose settings match and redoes the rest. Blender runs in worker processes, never in the caller
-(a notebook kernel stays free of Blender's global state).
+Identical settings write byte-identical files (no timings or dates in any of them): `data/renders`
+and the manifest are DVC outputs, and a changed hash would rerun every later stage.
+
+Each object is rendered into `<object_id>.partial/` and swapped into place when complete (the old
+folder, if any, is renamed aside to `<object_id>.replaced/` first and removed after), so a killed run
+leaves no half-written object under its final name, and an object is only replaced by a render that
+succeeded. A rerun skips finished objects whose settings match and redoes the rest.
+
+Blender runs in worker processes, never in the caller (a notebook kernel stays free of Blender's
+global state); a worker dies with the process that started it. An error about an object's mesh
+skips that object; any other error (disk full, permissions, a crashed worker) stops the stage.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import logging
@@ -26,8 +34,12 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import signal
+import struct
+import sys
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +54,19 @@ logger = logging.getLogger(__name__)
 
 META_NAME = "meta.json"
 MESH_NAME = "mesh.obj"
+PARTIAL_SUFFIX = ".partial"
+"""An object being rendered; removed by the next run if a kill leaves it behind."""
+REPLACED_SUFFIX = ".replaced"
+"""An object's previous folder during the swap; put back by the next run if a kill leaves it alone."""
+SHOWN_ERRORS = 3
+"""Failures quoted in the error raised when every object failed."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_METADATA_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"tIME")
+"""PNG chunks that carry text and time, not pixels: Cycles writes its render times there."""
+
+
+class RenderError(RuntimeError):
+    """The render stage stopped: every object failed, or an error not caused by an object occurred."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +78,7 @@ class ObjectResult:
     """`ok` (rendered now), `cached` (finished earlier with the same settings) or `failed`."""
     error: str | None
     seconds: float
-    """Time the object took to render (when `cached`: the time recorded when it was rendered)."""
+    """Time the object took to render in this run (0 when `cached`: timings are not stored with the data)."""
     views: int
     """Views rendered by this run (0 when cached or failed)."""
 
@@ -114,41 +139,30 @@ def render_objects(
 ) -> RenderSummary:
     """Render `sources` into `cfg.data_dir`, resuming finished objects, and write the manifest.
 
-    A failing object (unreadable mesh, renderer error) is logged, recorded in the manifest with
-    its error and left out of the split lists; nothing of it is left on disk; the run goes on.
+    An object whose mesh is unusable (`is_object_error`) is logged, recorded in the manifest with its
+    error and left out of the split lists; nothing new of it is left on disk (a folder rendered
+    earlier with other settings stays as it was); the run goes on.
+
+    Raises:
+        RenderError: every object failed (then neither the renders nor the manifest are changed),
+            or an error not caused by an object occurred (disk full, permissions, a crashed worker).
     """
     start = time.perf_counter()
     renders = Path(cfg.data_dir) / RENDERS_DIR
     renders.mkdir(parents=True, exist_ok=True)
-    for stale in renders.glob("*.partial"):  # half-written objects of a killed run
-        shutil.rmtree(stale)
+    _recover_interrupted(renders)
 
     settings = cfg.render_settings()
     todo, results = [], []
     for source in sources:
-        meta = _finished_meta(renders / source.object_id, settings)
-        if meta is not None:
-            results.append(ObjectResult(source.object_id, "cached", None, meta["render_seconds"], 0))
+        if _is_finished(renders / source.object_id, settings):
+            results.append(ObjectResult(source.object_id, "cached", None, 0.0, 0))
         else:
             todo.append(source)
-
     if todo:
-        # Blender uses all threads it is given; split the cores between the worker processes.
-        threads = max(1, (os.cpu_count() or 1) // cfg.num_workers)
-        # A fresh interpreter per worker (bpy must not be forked). Unlike multiprocessing.Pool, an
-        # executor whose worker dies raises BrokenProcessPool instead of respawning it forever.
-        with ProcessPoolExecutor(
-            min(cfg.num_workers, len(todo)), mp.get_context("spawn"), initializer=_init_worker, initargs=(cfg, threads)
-        ) as pool:
-            jobs = [pool.submit(_render_one_safe, (s, str(renders))) for s in todo]
-            bar = tqdm(
-                as_completed(jobs), total=len(jobs), desc="render", unit="obj", mininterval=10, disable=not progress
-            )
-            for job in bar:
-                result = job.result()
-                if result.status == "failed":
-                    logger.warning("object %s failed and is skipped: %s", result.object_id, result.error)
-                results.append(result)
+        results += _render_all(todo, renders, cfg, progress)
+    if results and all(r.status == "failed" for r in results):
+        raise RenderError(_all_failed_message(results, renders))
 
     status = {r.object_id: r for r in results}
     ok_split = {name: [oid for oid in ids if status[oid].status != "failed"] for name, ids in split.items()}
@@ -173,20 +187,112 @@ def render_objects(
     return RenderSummary(manifest_path, ok_split, split, results, time.perf_counter() - start)
 
 
-def _finished_meta(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The meta of an object finished earlier with the same settings; else `None` (and its folder removed)."""
+def _render_all(
+    todo: list[objects.ObjectSource], renders: Path, cfg: RenderConfig, progress: bool
+) -> list[ObjectResult]:
+    """Render `todo` in worker processes; object errors come back as `failed` results, others stop the run."""
+    # Blender uses all threads it is given; split the cores between the worker processes.
+    threads = max(1, (os.cpu_count() or 1) // cfg.num_workers)
+    results = []
+    # A fresh interpreter per worker (bpy must not be forked). Unlike multiprocessing.Pool, an
+    # executor whose worker dies raises BrokenProcessPool instead of respawning it forever.
+    with ProcessPoolExecutor(
+        min(cfg.num_workers, len(todo)),
+        mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(cfg, threads, os.getpid()),
+    ) as pool:
+        jobs: dict[Future, objects.ObjectSource] = {pool.submit(_render_one_safe, (s, str(renders))): s for s in todo}
+        bar = tqdm(as_completed(jobs), total=len(jobs), desc="render", unit="obj", mininterval=10, disable=not progress)
+        for job in bar:
+            try:
+                result = job.result()
+            except Exception as err:  # not about the object (see `is_object_error`): stop the stage
+                pool.shutdown(wait=True, cancel_futures=True)
+                _remove_partials(renders)
+                source = jobs[job]
+                raise RenderError(
+                    f"rendering stopped at object {source.object_id} ({objects.display_path(source.mesh_path)}) "
+                    f"by an error that is not about the object, so no object is skipped for it: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            if result.status == "failed":
+                logger.warning("object %s failed and is skipped: %s", result.object_id, result.error)
+            results.append(result)
+    return results
+
+
+def _all_failed_message(results: list[ObjectResult], renders: Path) -> str:
+    """The error when no object rendered: how many, the first errors, and that nothing was changed."""
+    shown = "\n".join(f"  {r.object_id}: {r.error}" for r in results[:SHOWN_ERRORS])
+    more = f"\n  ... and {len(results) - SHOWN_ERRORS} more" if len(results) > SHOWN_ERRORS else ""
+    return (
+        f"all {len(results)} objects failed to render, so {renders} and the manifest are left as they were; "
+        f"first errors:\n{shown}{more}"
+    )
+
+
+def _is_finished(folder: Path, settings: dict[str, Any]) -> bool:
+    """Whether `folder` holds an object finished earlier with `settings` (it is never changed here)."""
     meta_path = folder / META_NAME
-    if not meta_path.is_file():
-        if folder.exists():  # an object folder without its meta (e.g. written by hand): redo it
-            shutil.rmtree(folder)
-        return None
-    meta = json.loads(meta_path.read_text())
-    complete = meta.get("settings") == settings and all(
+    if not meta_path.is_file():  # not rendered, or an object folder without its meta (e.g. written by hand)
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:  # damaged by hand: render again (the folder is replaced only on success)
+        return False
+    return meta.get("settings") == settings and all(
         (folder / f"{i:03d}.{ext}").is_file() for i in range(settings["num_views"]) for ext in ("png", "npy")
     )
-    if not complete:
-        shutil.rmtree(folder)
-    return meta if complete else None
+
+
+def _recover_interrupted(renders: Path) -> None:
+    """Undo what a killed run left half done: remove `.partial` objects, put `.replaced` ones back."""
+    _remove_partials(renders)
+    for aside in renders.glob(f"*{REPLACED_SUFFIX}"):
+        final = aside.with_name(aside.name.removesuffix(REPLACED_SUFFIX))
+        if final.exists():  # killed after the new folder arrived: the old one is garbage
+            _remove(aside)
+        else:  # killed between the two renames: the old object is still the valid one
+            os.replace(aside, final)
+
+
+def _remove_partials(renders: Path) -> None:
+    for partial in renders.glob(f"*{PARTIAL_SUFFIX}"):
+        _remove(partial)
+
+
+def _remove(path: Path) -> None:
+    """Remove a folder or a file."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _swap_into_place(new: Path, final: Path) -> None:
+    """Move the finished folder `new` to `final`, replacing what is there: old aside, new in, old removed.
+
+    A kill at any point leaves either the old object or the new one under `final` (or the old one
+    under `<final>.replaced`, which `_recover_interrupted` puts back).
+    """
+    aside = final.with_name(final.name + REPLACED_SUFFIX)
+    if final.exists():
+        os.replace(final, aside)
+    os.replace(new, final)
+    if aside.exists():
+        _remove(aside)
+
+
+def is_object_error(err: BaseException) -> bool:
+    """Whether `err` is about the object being rendered (skip it) rather than the environment (stop).
+
+    Object errors: a mesh that cannot be read, holds no triangles or non-finite vertices, or that
+    Blender imports nothing from (all `objects.MeshError`; trimesh's parse errors are wrapped in it).
+    Anything else (OSError such as a full disk or a read-only folder, a crashed worker, a bug) would
+    fail for every object alike, so skipping objects for it would only empty the dataset.
+    """
+    return isinstance(err, objects.MeshError)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +301,8 @@ def _finished_meta(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | N
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg: RenderConfig, threads: int) -> None:
+def _init_worker(cfg: RenderConfig, threads: int, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     # Blender prints a line per saved frame from C; silence the worker's stdout (stderr still shows errors).
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -206,17 +313,47 @@ def _init_worker(cfg: RenderConfig, threads: int) -> None:
     _WORKER["scene"] = _setup_scene(cfg, threads)
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when `parent_pid` dies, even by SIGKILL (else it idles on, holding ~1 GB).
+
+    A worker blocks reading its job queue, whose write end it holds itself, so it never sees the
+    parent go. On Linux the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG; it fires
+    when the parent's *thread* that started the worker ends, and `render_objects` waits in that
+    thread for the workers); elsewhere a daemon thread polls the parent id once a second.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before the request took effect
+                os._exit(1)
+            return
+        logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d); polling the parent instead", ctypes.get_errno())
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)  # no cleanup: the caller's next run removes this worker's `.partial` folder
+
+
 def _render_one_safe(job: tuple[objects.ObjectSource, str]) -> ObjectResult:
+    """Render one object and swap it into place; an object error becomes a `failed` result, others raise."""
     source, renders = job
     start = time.perf_counter()
-    partial = Path(renders) / f"{source.object_id}.partial"
+    partial = Path(renders) / f"{source.object_id}{PARTIAL_SUFFIX}"
     try:
         meta = render_object(source, partial, _WORKER["cfg"])
-        os.replace(partial, Path(renders) / source.object_id)
-        return ObjectResult(source.object_id, "ok", None, meta["render_seconds"], len(meta["polar_deg"]))
-    except Exception as err:  # reported per object; the dataset run goes on (nothing is substituted)
+        _swap_into_place(partial, Path(renders) / source.object_id)
+    except Exception as err:  # classified below: skip the object, or stop the stage (nothing is substituted)
         shutil.rmtree(partial, ignore_errors=True)
+        if not is_object_error(err):
+            raise
         return ObjectResult(source.object_id, "failed", f"{type(err).__name__}: {err}", time.perf_counter() - start, 0)
+    return ObjectResult(source.object_id, "ok", None, time.perf_counter() - start, len(meta["polar_deg"]))
 
 
 def _setup_scene(cfg: RenderConfig, threads: int) -> Any:
@@ -242,6 +379,11 @@ def _setup_scene(cfg: RenderConfig, threads: int) -> Any:
     scene.render.image_settings.color_mode = "RGBA"
     scene.render.image_settings.color_depth = "8"
     scene.view_settings.view_transform = "Standard"  # keep the objects' colours (AgX/Filmic desaturate)
+    # No metadata in the PNGs (Blender writes date, time, render time, ... by default): identical
+    # pixels must give identical files, or DVC sees new renders and reruns every later stage. Cycles
+    # adds its own timings regardless of these switches; `strip_png_metadata` removes those.
+    for name in [n for n in dir(scene.render) if n.startswith("use_stamp")]:
+        setattr(scene.render, name, False)
 
     cam_data = bpy.data.cameras.new("camera")
     cam_data.lens = cameras.LENS_MM
@@ -266,7 +408,6 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
     import bpy
     from mathutils import Euler, Matrix
 
-    start = time.perf_counter()
     scene = _WORKER["scene"]
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -314,6 +455,7 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
         camera.matrix_world = Matrix(pose.tolist())
         scene.render.filepath = str(out_dir / f"{i:03d}.png")
         bpy.ops.render.render(write_still=True)
+        strip_png_metadata(Path(scene.render.filepath))
         np.save(out_dir / f"{i:03d}.npy", cameras.c2w_to_w2c(pose))
 
     polar, azimuth, radius = cameras.cartesian_to_spherical(c2w[:, :3, 3])
@@ -326,10 +468,24 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
         "polar_deg": np.degrees(polar).tolist(),
         "azimuth_deg": np.degrees(azimuth).tolist(),
         "radius": radius.tolist(),
-        "render_seconds": round(time.perf_counter() - start, 4),
-    }
+    }  # no timings: identical settings must write identical bytes
     files.write_json_atomic(out_dir / META_NAME, meta)  # written last: marks the object complete
     return meta
+
+
+def strip_png_metadata(path: Path) -> None:
+    """Rewrite a PNG without its text and time chunks (pixels and every other chunk kept byte for byte)."""
+    data = path.read_bytes()
+    if data[:8] != PNG_SIGNATURE:
+        raise ValueError(f"{path} is not a PNG file (it starts with {data[:8]!r})")
+    kept, pos = [data[:8]], 8
+    while pos < len(data):  # chunk = length (4 bytes, big-endian), type (4), data (length), CRC (4)
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        end = pos + 12 + length
+        if data[pos + 4 : pos + 8] not in PNG_METADATA_CHUNKS:
+            kept.append(data[pos:end])
+        pos = end
+    path.write_bytes(b"".join(kept))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,11 +495,13 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
 def dataset_metrics(summary: RenderSummary, cfg: RenderConfig) -> dict[str, float]:
     """Flat counts and render cost of the dataset, for `results/metrics/render.json`.
 
-    The cost is that of the whole dataset as rendered (per-object times are kept in each
-    `meta.json`), so a resumed run reports the same figures as an uninterrupted one.
+    The counts describe the dataset, so a resumed run reports the same ones as an uninterrupted run.
+    The cost (`render_ms_per_view`) is measured on the objects rendered by this run and is left out
+    when every object was reused: timings are kept out of the data, whose bytes must not change.
     """
     done = [r for r in summary.results if r.status != "failed"]
     views = cfg.num_views * len(done)
+    rendered = [r for r in summary.results if r.status == "ok"]
     metrics: dict[str, float] = {f"objects_{name}": len(ids) for name, ids in summary.split.items()}
     metrics |= {
         "objects_failed": len(summary.failed),
@@ -352,8 +510,8 @@ def dataset_metrics(summary: RenderSummary, cfg: RenderConfig) -> dict[str, floa
         "resolution_px": cfg.resolution_px,
         "samples_per_pixel": cfg.samples_per_pixel,
     }
-    if views:
-        metrics["render_ms_per_view"] = round(1000.0 * sum(r.seconds for r in done) / views, 2)
+    if rendered:
+        metrics["render_ms_per_view"] = round(1000.0 * sum(r.seconds for r in rendered) / summary.views_rendered, 2)
     return metrics
 
 
