@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -67,3 +69,55 @@ def test_missing_file_and_bad_fraction(tmp_path):
         inputs.prepare_input(tmp_path / "nope.png", 64, 0.6)
     with pytest.raises(ValueError, match="object_fraction"):
         inputs.prepare_input(disc_rgba()[0], 64, 1.5)
+
+
+def test_a_directory_is_not_an_image_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"input image {tmp_path} is a directory, not an image file"):
+        inputs.load_image(tmp_path)
+
+
+def test_a_huge_image_is_refused_with_its_size_and_the_limit(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("1", (14000, 14000), 1).save(path)  # 196 Mpx, beyond Pillow's hard limit (2 x MAX_IMAGE_PIXELS)
+    with pytest.raises(ValueError, match=r"huge.png is too large \(14000x14000 px = 196,000,000 pixels\), over the "):
+        inputs.prepare_input(path, 64, 0.6)
+
+
+def test_an_image_over_the_limit_but_under_pillows_hard_limit_is_refused_too(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    disc_rgba(size=40)[0].save(path)  # 1,600 px: Pillow only warns between the limit and twice the limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning is not shown on top of the error
+        with pytest.raises(ValueError, match=r"too large \(40x40 px = 1,600 pixels\), over the limit of 1,000 pixels"):
+            inputs.load_image(path)
+    assert Image.MAX_IMAGE_PIXELS == 1000  # reading the size did not change the limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1600)
+    assert inputs.load_image(path).size == (40, 40)
+
+
+def grey_disc(size=64):
+    """A dark disc on white, 8-bit greyscale, and the same picture as 16-bit."""
+    yy, xx = np.mgrid[:size, :size]
+    grey = np.full((size, size), 255, np.uint8)
+    grey[(yy - 30) ** 2 + (xx - 34) ** 2 <= 144] = 60
+    return Image.fromarray(grey, "L"), grey.astype(np.uint16) * 257  # 255 -> 65535
+
+
+def test_a_16_bit_greyscale_png_works_like_its_8_bit_version(tmp_path):
+    eight, sixteen = grey_disc()
+    path = tmp_path / "grey16.png"
+    Image.fromarray(sixteen).save(path)
+    assert Image.open(path).mode == "I;16"
+    expected = inputs.prepare_input(eight, 32, object_fraction=0.6)
+    assert expected.mask.any()
+    for image in (path, Image.fromarray(sixteen.astype(np.int32), "I")):  # "I": how some Pillow versions decode it
+        got = inputs.prepare_input(image, 32, object_fraction=0.6)
+        np.testing.assert_array_equal(got.image, expected.image)
+        np.testing.assert_array_equal(got.source_mask, expected.source_mask)
+
+
+def test_a_32_bit_image_beyond_16_bit_values_is_refused():
+    values = np.full((40, 40), 70000, np.int32)
+    with pytest.raises(ValueError, match=r"mode 'I' image must hold 16-bit values in \[0, 65535\], got \[70000"):
+        inputs.prepare_input(Image.fromarray(values, "I"), 32, 0.6)

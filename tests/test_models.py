@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from diffusers import PNDMScheduler, UNet2DConditionModel
+from safetensors.torch import save_file
 
 from zero1to3 import models
 from zero1to3.conditioning import CCProjection
@@ -130,10 +132,112 @@ def test_save_load_round_trip_is_exact(components: models.Zero123Components, tmp
 
 
 def test_load_pretrained_names_a_missing_file(components: models.Zero123Components, tmp_path: Path) -> None:
-    components.save_pretrained(tmp_path)
-    (tmp_path / "cc_projection" / "diffusion_pytorch_model.safetensors").unlink()
+    components.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "cc_projection" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="cc_projection/diffusion_pytorch_model.safetensors"):
-        models.Zero123Components.load_pretrained(tmp_path)
+        models.Zero123Components.load_pretrained(tmp_path / "model")
+
+
+def _assert_same_weights(a: models.Zero123Components, b: models.Zero123Components) -> None:
+    for name, module in a.modules().items():
+        ref, got = module.state_dict(), b.modules()[name].state_dict()
+        assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref), name
+
+
+def test_a_failed_save_leaves_the_previous_model_whole(
+    components: models.Zero123Components, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "model"
+    components.save_pretrained(folder)  # model A
+    other = models.build_dummy_components(seed=1)  # model B: every tensor differs from A's
+    assert not torch.equal(other.unet.conv_in.weight, components.unet.conv_in.weight)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    # B's UNet and VAE are written before the image encoder fails (in place, they would replace A's).
+    monkeypatch.setattr(other.image_encoder, "save_pretrained", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        other.save_pretrained(folder)
+    _assert_same_weights(components, models.Zero123Components.load_pretrained(folder))  # exactly A
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left beside it
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["unet", "vae", "image_encoder", "feature_extractor", "scheduler", "cc_projection", "model_index.json"]
+    )
+    monkeypatch.undo()
+    other.save_pretrained(folder)  # a save that completes replaces the folder whole
+    _assert_same_weights(other, models.Zero123Components.load_pretrained(folder))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def _edit_json(path: Path, **changes: object) -> None:
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
+
+
+@pytest.mark.parametrize(
+    ("component", "weights", "changes", "match"),
+    [
+        ("image_encoder", "model.safetensors", {"num_hidden_layers": 3}, "16 tensors missing from the weights"),
+        ("image_encoder", "model.safetensors", {"num_hidden_layers": 1}, "16 tensors in the weights but not in"),
+        ("image_encoder", "model.safetensors", {"projection_dim": 16}, r"another shape.*visual_projection.weight"),
+        ("vae", "diffusion_pytorch_model.safetensors", {"layers_per_block": 2}, "tensors missing from the weights"),
+        ("vae", "diffusion_pytorch_model.safetensors", {"block_out_channels": [64, 64, 64]}, "expected shape"),
+        ("unet", "diffusion_pytorch_model.safetensors", {"transformer_layers_per_block": 2}, "tensors missing from"),
+    ],
+    ids=["clip-more-layers", "clip-fewer-layers", "clip-other-shape", "vae-more-layers", "vae-wider", "unet-more"],
+)  # fmt: skip
+def test_a_config_that_does_not_match_its_weights_is_an_error_naming_both_files(
+    components: models.Zero123Components, tmp_path: Path, component: str, weights: str, changes: dict, match: str
+) -> None:
+    folder = tmp_path / "model"
+    components.save_pretrained(folder)
+    _edit_json(folder / component / "config.json", **changes)
+    with pytest.raises(ValueError, match=match) as info:
+        models.Zero123Components.load_pretrained(folder)
+    message = str(info.value)
+    assert str(folder / component / weights) in message and str(folder / component / "config.json") in message
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        ({}, r"\(0 bytes\)"),
+        ({"projection.weight": torch.zeros(16, 20), "projection.bias": torch.zeros(16)},
+         r"does not fit .*config.json: it holds .*\(16, 20\).*expected .*\(32, 36\)"),
+        ({"projection.weight": torch.zeros(32, 36)}, r"does not fit .*expected .*projection.bias"),
+    ],
+    ids=["zero-bytes", "wrong-size", "missing-bias"],
+)  # fmt: skip
+def test_bad_cc_projection_weights_name_the_file_and_what_was_expected(
+    components: models.Zero123Components, tmp_path: Path, weights: dict, match: str
+) -> None:
+    folder = tmp_path / "model"
+    components.save_pretrained(folder)
+    path = folder / "cc_projection" / "diffusion_pytorch_model.safetensors"
+    if weights:
+        save_file(weights, str(path))
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(ValueError, match=match) as info:
+        models.Zero123Components.load_pretrained(folder)
+    assert str(path) in str(info.value)
+
+
+def test_a_scheduler_edited_to_another_prediction_type_is_an_error(
+    components: models.Zero123Components, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model"
+    components.save_pretrained(folder)  # epsilon
+    scheduler_config = folder / "scheduler" / "scheduler_config.json"
+    _edit_json(scheduler_config, prediction_type="v_prediction")
+    with pytest.raises(ValueError, match="prediction_type='v_prediction'.*prediction_type='epsilon'") as info:
+        models.Zero123Components.load_pretrained(folder)
+    assert str(scheduler_config) in str(info.value) and str(folder / "model_index.json") in str(info.value)
+    # A folder converted from elsewhere records no summary: its scheduler is taken as it is.
+    index = json.loads((folder / "model_index.json").read_text())
+    del index["zero1to3"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    assert models.Zero123Components.load_pretrained(folder).scheduler.config.prediction_type == "v_prediction"
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -128,7 +131,9 @@ def test_pil_and_path_inputs_are_framed_as_prepare_input(pipe, tmp_path):
     ("kwargs", "match"),
     [
         ({"num_inference_steps": 0}, r"`num_inference_steps` must be in \[1, 1000\], got 0"),
-        ({"guidance_scale": -1.0}, r"`guidance_scale` must be a finite number >= 0.*got -1.0"),
+        ({"guidance_scale": -1.0}, r"`guidance_scale` must be a finite number >= 1, got -1.0"),
+        ({"guidance_scale": 0.0}, r"`guidance_scale` must be a finite number >= 1, got 0.0: 1 is the conditional"),
+        ({"guidance_scale": 0.5}, r">= 1, got 0.5.*ignores the input image and the pose"),
         ({"eta": 2.0}, r"`eta` must be in \[0, 1\].*got 2.0"),
         ({"image": torch.zeros(1, 3, 16, 16)}, r"must be 32x32 for this model, got \(16, 16\)"),
         ({"image": torch.zeros(2, 3, 32, 32)}, r"must be one image.*got shape \(2, 3, 32, 32\)"),
@@ -136,9 +141,12 @@ def test_pil_and_path_inputs_are_framed_as_prepare_input(pipe, tmp_path):
         ({"polar": [0.0, 10.0, 20.0], "azimuth": [0.0, 10.0]}, "same length.*polar_deg=3, azimuth_deg=2"),
         ({"polar": [], "azimuth": 0.0}, "`polar_deg` is an empty sequence"),
         ({"polar": 200.0, "azimuth": 0.0}, r"`polar_deg` must lie in \[-180, 180\]"),
+        ({"radius": 1e6}, r"`radius` must lie in \[-0.7, 0.7\], got 1000000.0: .*1.5-2.2 \(the paper's renders\)"),
+        ({"radius": [0.0, -0.71]}, r"`radius` must lie in \[-0.7, 0.7\], got \[0.0, -0.71\]"),
     ],
-    ids=["steps", "guidance", "eta", "image-size", "image-batch", "image-range", "pose-lengths", "empty", "polar"],
-)
+    ids=["steps", "guidance", "guidance-0", "guidance-0.5", "eta", "image-size", "image-batch", "image-range",
+         "pose-lengths", "empty", "polar", "radius", "radius-negative"],
+)  # fmt: skip
 def test_check_inputs_explains_what_is_wrong(pipe, kwargs, match):
     kw = {"image": input_tensor(), "polar": [0.0, 30.0], "azimuth": [90.0, -45.0]} | kwargs
     args = dict(num_inference_steps=STEPS, guidance_scale=3.0, eta=1.0) | {
@@ -146,6 +154,30 @@ def test_check_inputs_explains_what_is_wrong(pipe, kwargs, match):
     }
     with pytest.raises(ValueError, match=match):
         pipe(kw["image"], kw["polar"], kw["azimuth"], **args)
+
+
+def test_radius_offsets_up_to_the_paper_range_are_accepted(pipe):
+    assert pipe.camera_radius == (1.5, 2.2) and pipe.radius_offset_limit == pytest.approx(0.7)
+    pipe.check_inputs(input_tensor(), [0.0, 0.0], [0.0, 0.0], [0.7, -0.7], STEPS, 1.0, 1.0)
+
+
+def test_the_radius_range_comes_from_the_model_folders_training_record(pipe, tmp_path):
+    folder = tmp_path / "model"
+    pipe.save_pretrained(folder)
+    (folder / "training.json").write_text(json.dumps({"camera_radius": [1.6, 1.9]}))  # as train.fit writes it
+    loaded = pipeline.Zero123Pipeline.from_pretrained(folder)
+    assert loaded.camera_radius == (1.6, 1.9) and loaded.radius_offset_limit == pytest.approx(0.3)
+    loaded.check_inputs(input_tensor(), 0.0, 0.0, 0.3, STEPS, 3.0, 1.0)  # 1.9 - 1.6 = 0.2999...98: still accepted
+    with pytest.raises(ValueError, match=r"`radius` must lie in \[-0.3, 0.3\], got 0.35.*distances 1.6-1.9") as err:
+        loaded.check_inputs(input_tensor(), 0.0, 0.0, 0.35, STEPS, 3.0, 1.0)
+    assert str(folder / "training.json") in str(err.value)
+    (folder / "training.json").write_text(json.dumps({"config": {}}))  # a record without the key: the paper's range
+    assert pipeline.Zero123Pipeline.from_pretrained(folder).camera_radius == (1.5, 2.2)
+    (folder / "training.json").write_text(json.dumps({"camera_radius": [2.2, 1.5]}))
+    with pytest.raises(
+        ValueError, match=r"camera_radius \(camera_radius in .*training.json\) must be .*0 < min <= max"
+    ):
+        pipeline.Zero123Pipeline.from_pretrained(folder)
 
 
 def views(num_objects: int = 3, num_targets: int = 3):
@@ -250,3 +282,34 @@ def test_cli_image_without_an_object_names_the_path_and_the_reason(saved_model, 
 def test_cli_rejects_a_non_png_out(saved_model, image_path, tmp_path, capsys):
     assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(tmp_path / "v.jpg")]) == 2
     assert "--out must be a .png path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--guidance-scale", "0"], r"`guidance_scale` must be a finite number >= 1, got 0.0"),
+        (["--radius", "1e6"], r"`radius` must lie in \[-0.7, 0.7\], got 1000000.0"),
+    ],
+    ids=["guidance-0", "radius-1e6"],
+)
+def test_cli_refuses_sampling_arguments_the_model_cannot_use(saved_model, image_path, tmp_path, capsys, flags, match):
+    out = tmp_path / "v.png"
+    assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", *flags]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: transformers' weight-loading bar
+    assert last.startswith("zero1to3 sample: error:") and re.search(match, last)
+    assert not out.exists()
+
+
+def test_cli_a_directory_as_image_says_so(saved_model, tmp_path, capsys):
+    assert cli.main(["sample", str(tmp_path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path} is a directory, not an image file" in err
+
+
+def test_cli_a_huge_image_is_one_line_with_its_size_and_the_limit(saved_model, tmp_path, capsys):
+    path = tmp_path / "huge.png"
+    Image.new("1", (14000, 14000), 1).save(path)  # 1 bit a pixel: 24 MB in memory, a few kB on disk
+    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err
+    assert "14000x14000 px" in err and f"{Image.MAX_IMAGE_PIXELS:,} pixels" in err

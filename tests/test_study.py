@@ -95,11 +95,10 @@ def test_a_finished_reconstruction_is_reused_only_for_the_same_prior_and_input(t
     import dataclasses
     import math
 
+    import torch
     import yaml
 
     from conftest import REPO
-    import torch
-
     from zero1to3 import cameras, models, sjc
 
     torch.set_num_threads(1)

@@ -10,13 +10,16 @@ demo: background removal, crop to the object, resize, pad onto white):
 3. **Framing.** The object's bounding box is cropped, scaled so that its longer side is
    `object_fraction` of the output size, and pasted at the centre of a white square.
 
-Anything it cannot handle (unreadable file, tiny image, busy background, no object) is a
-`ValueError` that says what was wrong and what is accepted.
+A 16-bit greyscale image is scaled to 8 bits first (Pillow would clip it to white). Anything it
+cannot handle (a directory, an unreadable file, an image over the pixel limit, a tiny image, a busy
+background, no object) is an error that says what was wrong and what is accepted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,22 +44,81 @@ class PreparedInput:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file, with an error that names the file and the accepted formats."""
+    """Open an image file, with an error that names the file and what is accepted.
+
+    Images over Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, about 89 megapixels;
+    Pillow itself only warns up to twice that) are refused before they are decoded: the model sees at most a
+    few hundred pixels a side, and decoding one costs gigabytes of memory. Downscale such an image first.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"input image {path} is a directory, not an image file; give the path of one image")
     if not path.is_file():
         raise FileNotFoundError(f"input image {path} does not exist")
+    limit = Image.MAX_IMAGE_PIXELS
+    unreadable = f"cannot read {path} as an image ({{}}); accepted: PNG (RGBA or RGB), JPEG, WebP"
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():  # over the limit Pillow only warns; we refuse below with our own message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as err:  # beyond twice the limit Pillow refuses before we can look
+        raise _too_large(path, _header_size(path), limit) from err
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read {path} as an image ({err}); accepted: PNG (RGBA or RGB), JPEG, WebP") from err
+        raise ValueError(unreadable.format(err)) from err
+    if limit is not None and image.width * image.height > limit:
+        size = image.size
+        image.close()
+        raise _too_large(path, size, limit)
+    try:
+        image.load()
+    except OSError as err:
+        raise ValueError(unreadable.format(err)) from err
     return image
+
+
+def _too_large(path: Path, size: tuple[int, int], limit: int) -> ValueError:
+    """The error for an image over the pixel limit: its size, the limit and what to do."""
+    width, height = size
+    return ValueError(
+        f"input image {path} is too large ({width}x{height} px = {width * height:,} pixels), over the limit of "
+        f"{limit:,} pixels (about {math.isqrt(limit):,} px a side); downscale it first, e.g. to 1024 px a side"
+    )
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """Width and height of an image Pillow refused to open as a decompression bomb, read from its header."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # Image.open only reads the header: no pixels are decoded here
+    try:
+        with Image.open(path) as image:
+            return image.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit greyscale (modes "I;16*", and "I" as Pillow decodes 16-bit files) scaled to 8-bit "L": 65535 -> 255.
+
+    Pillow's own `convert` clips such values at 255 instead of scaling them, which turns almost any 16-bit
+    image white. Other modes are returned as they are.
+    """
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
+        return image
+    values = np.asarray(image, np.float64)  # (H, W)
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0 or hi > 65535:
+        raise ValueError(
+            f"a mode {image.mode!r} image must hold 16-bit values in [0, 65535], got [{lo:g}, {hi:g}]; "
+            "save it as an 8- or 16-bit PNG"
+        )
+    return Image.fromarray(np.round(values * (255.0 / 65535.0)).astype(np.uint8), "L")  # 257 * v -> v exactly
 
 
 def foreground(image: Image.Image) -> tuple[Float[np.ndarray, "H W 3"], Float[np.ndarray, "H W"]]:
     """RGB in [0, 1] and a soft foreground alpha in [0, 1] (step 1 of the module docstring)."""
     if min(image.size) < MIN_SIZE_PX:
         raise ValueError(f"the image is {image.size[0]}x{image.size[1]} px; at least {MIN_SIZE_PX} px a side is needed")
+    image = to_8bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"), np.float32) / 255.0
         if rgba[..., 3].min() < 1.0:  # a real alpha channel: trust it

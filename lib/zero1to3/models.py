@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from jaxtyping import Float
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from zero1to3.conditioning import CCProjection
-from zero1to3.files import write_json_atomic
+from zero1to3.conditioning import POSE_DIM, CCProjection
+from zero1to3.config import TinyModelSizes  # noqa: F401  (the sizes' config; `models.TinyModelSizes` for callers)
+from zero1to3.files import atomic_folder, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -99,45 +102,6 @@ def expand_conv_in(unet: UNet2DConditionModel, concat_channels: int | None = Non
     return unet
 
 
-@dataclasses.dataclass(frozen=True)
-class TinyModelSizes:
-    """Sizes of randomly initialised components for CPU training from scratch and for tests."""
-
-    image_size: int
-    """Square input image size in pixels (VAE input and CLIP input)."""
-    latent_channels: int
-    """VAE latent channels (4 as in SD)."""
-    vae_block_out_channels: tuple[int, ...]
-    """VAE channels per level; the latent is image_size / 2**(levels - 1) wide."""
-    vae_layers_per_block: int
-    """ResNet blocks per VAE encoder level."""
-    unet_block_out_channels: tuple[int, ...]
-    """UNet channels per level."""
-    unet_layers_per_block: int
-    """ResNet blocks per UNet down level."""
-    unet_cross_attention_levels: tuple[int, ...]
-    """UNet levels (0 = full latent resolution) with transformer blocks; keep attention at <= 16x16 on CPU."""
-    unet_num_heads: int
-    """Attention heads in every UNet transformer block (diffusers' SD1 `attention_head_dim`)."""
-    clip_hidden_size: int
-    """Width of the CLIP vision transformer."""
-    clip_num_layers: int
-    """Transformer layers of the CLIP vision model."""
-    clip_num_heads: int
-    """Attention heads of the CLIP vision model."""
-    clip_patch_size: int
-    """CLIP patch size in pixels."""
-    clip_projection_dim: int
-    """CLIP embedding width D = cc_projection width = UNet cross_attention_dim."""
-    norm_num_groups: int
-    """GroupNorm groups in the UNet and the VAE (must divide every channel count)."""
-
-    @property
-    def latent_size(self) -> int:
-        """Latent width: the VAE downsamples by 2 at every level but the last."""
-        return self.image_size // 2 ** (len(self.vae_block_out_channels) - 1)
-
-
 # Test-scale sizes (diffusers' get_dummy_components scale): a forward pass takes milliseconds.
 DUMMY_SIZES = TinyModelSizes(
     image_size=32, latent_channels=4, vae_block_out_channels=(32, 32, 32), vae_layers_per_block=1,
@@ -190,9 +154,18 @@ class Zero123Components:
         }
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """Write the diffusers-format folder (safetensors weights, one subfolder per component)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the diffusers-format folder (safetensors weights, one subfolder per component), atomically.
+
+        The folder is built beside `folder` and moved into place whole (`files.atomic_folder`): an error
+        or a kill part-way leaves the previous folder as it was, never one that loads with two saves'
+        weights mixed. The old folder is replaced, not merged: files a caller keeps in it (stage 02's
+        `training.json`) must be written again after the save, or inside the same `atomic_folder` block.
+        """
+        with atomic_folder(folder) as tmp:
+            self._write_folder(tmp)
+
+    def _write_folder(self, folder: Path) -> None:
+        """Write every component into the (new, empty) `folder`."""
         self.unet.save_pretrained(folder / "unet")
         self.vae.save_pretrained(folder / "vae")
         self.image_encoder.save_pretrained(folder / "image_encoder")
@@ -224,25 +197,28 @@ class Zero123Components:
 
     @classmethod
     def load_pretrained(cls, folder: str | Path) -> Zero123Components:
-        """Load a folder written by `save_pretrained` (or a converted zero123 diffusers folder), exactly."""
+        """Load a folder written by `save_pretrained` (or a converted zero123 diffusers folder), exactly.
+
+        Strict: every tensor of every component must come from the folder's weights, with the shape its
+        config gives. A missing, unexpected or mis-shaped tensor, an unreadable weights file, or a
+        scheduler whose `prediction_type` disagrees with the one `model_index.json` records is a
+        `ValueError` naming the files; nothing is randomly initialised.
+        """
         folder = Path(folder)
-        index = json.loads(
-            _require(folder, "model_index.json", "write it with Zero123Components.save_pretrained").read_text()
-        )
+        index_path = _require(folder, "model_index.json", "write it with Zero123Components.save_pretrained")
+        index = json.loads(index_path.read_text())
         if index.get("_class_name") not in ACCEPTED_CLASS_NAMES:
             raise ValueError(
-                f"{folder / 'model_index.json'} has _class_name={index.get('_class_name')!r}; "
-                f"accepted: {ACCEPTED_CLASS_NAMES}"
+                f"{index_path} has _class_name={index.get('_class_name')!r}; accepted: {ACCEPTED_CLASS_NAMES}"
             )
         hint = "save the components with Zero123Components.save_pretrained"
         vae, unet, encoder, extractor, scheduler = _load_sd_parts(folder, hint)
-        cc_config = json.loads(_require(folder, "cc_projection/config.json", hint).read_text())
-        cc = CCProjection(int(cc_config["out_channel"]))
-        if int(cc_config["in_channel"]) != cc.clip_dim + 4:
-            raise ValueError(
-                f"{folder / 'cc_projection/config.json'}: in_channel must be out_channel + 4, got {cc_config}"
-            )
-        cc.load_state_dict(_load_weights(folder / "cc_projection", hint), strict=True)
+        _check_prediction_type(index_path, index, folder / "scheduler" / "scheduler_config.json", scheduler)
+        cc = _load_cc_projection(folder / "cc_projection", hint)
+        dims = {"cc_projection out_channel": cc.clip_dim, "image_encoder projection_dim": encoder.config.projection_dim,
+                "unet cross_attention_dim": unet.config.cross_attention_dim}  # fmt: skip
+        if len(set(dims.values())) > 1:
+            raise ValueError(f"{folder}: the components disagree on the embedding width, must be equal: {dims}")
         return cls(vae=vae.eval(), unet=unet.eval(), image_encoder=encoder.eval(), cc_projection=cc.eval(),
                    scheduler=scheduler, feature_extractor=extractor)  # fmt: skip
 
@@ -374,31 +350,121 @@ def _require(folder: Path, relative: str, hint: str, alternatives: tuple[str, ..
     raise FileNotFoundError(f"expected {folder / relative}{also}: {hint}")
 
 
-def _load_weights(subfolder: Path, hint: str) -> dict[str, Tensor]:
-    """The state dict in `subfolder`'s diffusers weight file (safetensors, or a legacy .bin)."""
+def _load_weights(subfolder: Path, hint: str) -> tuple[Path, dict[str, Tensor]]:
+    """The path and state dict of `subfolder`'s diffusers weight file (safetensors, or a legacy .bin)."""
     path = _require(subfolder, CC_WEIGHTS[0], hint, alternatives=CC_WEIGHTS[1:])
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            return path, load_file(str(path))
+        return path, torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        size = path.stat().st_size
+        raise ValueError(f"cannot read the weights {path} ({size} bytes): {_first_sentence(err)}; {hint}") from err
+
+
+def _load_cc_projection(subfolder: Path, hint: str) -> CCProjection:
+    """The `CCProjection` of `subfolder` (config.json + weights), its tensors checked against the config."""
+    config_path = _require(subfolder, "config.json", hint)
+    config = json.loads(config_path.read_text())
+    try:
+        out_channel, in_channel = int(config["out_channel"]), int(config["in_channel"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{config_path} must give integer `in_channel` and `out_channel`, got {config}") from err
+    if out_channel < 1 or in_channel != out_channel + POSE_DIM:
+        raise ValueError(
+            f"{config_path}: in_channel must be out_channel + {POSE_DIM} with out_channel >= 1, got {config}"
+        )
+    cc = CCProjection(out_channel)
+    path, state = _load_weights(subfolder, hint)
+    expected = {k: tuple(v.shape) for k, v in cc.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        raise ValueError(
+            f"{path} does not fit {config_path}: it holds {got or 'no tensors'}, expected {expected} "
+            f"(Linear(in_channel={in_channel} -> out_channel={out_channel}))"
+        )
+    cc.load_state_dict(state, strict=True)
+    return cc
+
+
+def _check_prediction_type(
+    index_path: Path, index: dict[str, Any], scheduler_path: Path, scheduler: DDPMScheduler
+) -> None:
+    """The scheduler must predict what the model was saved predicting (folders without our summary: no check)."""
+    saved = index.get("zero1to3", {}).get("prediction_type")
+    loaded = scheduler.config.prediction_type
+    if saved is not None and saved != loaded:
+        raise ValueError(
+            f"{scheduler_path} has prediction_type={loaded!r} but {index_path} records that the model was saved "
+            f"with prediction_type={saved!r}: the UNet predicts {saved!r}, so sampling with {loaded!r} would be "
+            "wrong; restore the scheduler config (or save the model again)"
+        )
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The first sentence of an error message, on one line (library messages go on with advice we do not need)."""
+    text = " ".join(str(err).split())
+    return text.split(". ")[0] if text else type(err).__name__
+
+
+def _load_checked(
+    cls: type[AutoencoderKL | UNet2DConditionModel | CLIPVisionModelWithProjection],
+    subfolder: Path,
+    weights: Path,
+    **kwargs: Any,
+) -> Any:
+    """`cls.from_pretrained(subfolder)`, strictly: a missing, unexpected or mis-shaped tensor is a ValueError.
+
+    diffusers and transformers only log missing tensors (and randomly initialise them) and unexpected ones;
+    their loading info lets us refuse them. The error names the config and the weights file.
+    """
+    config = subfolder / "config.json"
+    try:
+        model, info = cls.from_pretrained(subfolder, local_files_only=True, output_loading_info=True, **kwargs)
+    except (ValueError, RuntimeError, OSError, SafetensorError) as err:  # diffusers raises on a mis-shaped tensor
+        raise ValueError(f"cannot load {weights} with {config}: {_first_sentence(err)}") from err
+    problems = []
+    for label, keys in (("missing from the weights", info.get("missing_keys")),
+                        ("in the weights but not in the model", info.get("unexpected_keys"))):  # fmt: skip
+        keys = sorted(keys or ())
+        if keys:
+            problems.append(f"{len(keys)} tensors {label} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched:
+        shapes = ", ".join(f"{key} {tuple(ckpt)} vs {tuple(want)}" for key, ckpt, want in mismatched[:3])
+        problems.append(f"{len(mismatched)} tensors of another shape than the config gives ({shapes})")
+    problems += [" ".join(str(m).split()) for m in info.get("error_msgs") or ()]
+    if problems:
+        raise ValueError(
+            f"{weights} does not match {config}: {'; '.join(problems)}; the config and the weights must come "
+            "from the same save (nothing is randomly initialised)"
+        )
+    return model
 
 
 def _load_sd_parts(
     folder: Path, hint: str
 ) -> tuple[AutoencoderKL, UNet2DConditionModel, CLIPVisionModelWithProjection, CLIPImageProcessor, DDPMScheduler]:
-    """Check every file first (so the error names it), then load the SD-layout components from `folder`."""
+    """Check every file first (so the error names it), then load the SD-layout components from `folder`, strictly."""
     weights = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+    found = {}
     for sub in ("unet", "vae"):
         _require(folder, f"{sub}/config.json", hint)
-        _require(folder, f"{sub}/{weights[0]}", hint, alternatives=(f"{sub}/{weights[1]}",))
+        found[sub] = _require(folder, f"{sub}/{weights[0]}", hint, alternatives=(f"{sub}/{weights[1]}",))
     _require(folder, "image_encoder/config.json", hint)
-    _require(folder, "image_encoder/model.safetensors", hint, alternatives=("image_encoder/pytorch_model.bin",))
+    found["image_encoder"] = _require(
+        folder, "image_encoder/model.safetensors", hint, alternatives=("image_encoder/pytorch_model.bin",)
+    )
     _require(folder, "feature_extractor/preprocessor_config.json", hint)
     _require(folder, "scheduler/scheduler_config.json", hint)
-    vae = AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True)
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
-    encoder = CLIPVisionModelWithProjection.from_pretrained(
-        folder / "image_encoder", local_files_only=True, dtype=torch.float32
-    )
+    vae = _load_checked(AutoencoderKL, folder / "vae", found["vae"])
+    unet = _load_checked(UNet2DConditionModel, folder / "unet", found["unet"])
+    # ignore_mismatched_sizes=True: transformers then lists mis-shaped tensors in the loading info (which
+    # _load_checked turns into an error naming them) instead of raising a message that names no file.
+    encoder = _load_checked(
+        CLIPVisionModelWithProjection, folder / "image_encoder", found["image_encoder"], dtype=torch.float32,
+        ignore_mismatched_sizes=True,
+    )  # fmt: skip
     extractor = CLIPImageProcessor.from_pretrained(folder / "feature_extractor", local_files_only=True)
     # Whatever sampler the folder ships (PNDM, DDIM), training needs the DDPM forward process on its betas.
     scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(folder / "scheduler", local_files_only=True))

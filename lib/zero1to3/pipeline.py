@@ -25,6 +25,7 @@ import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +44,11 @@ DEFAULT_MODEL = "models/finetune/pose/model"  # stage 02's pose-conditioned mode
 # (spec 4.2), which is larger than its own renders; we match the renders the model was trained on.
 DEFAULT_OBJECT_FRACTION = 0.625
 GIF_FRAME_MS = 200  # a 12-view turntable loops in 2.4 s: slow enough to follow one face round
+TRAINING_RECORD = "training.json"  # stage 02 writes it into the model folder (train.fit)
+# Camera distances of the training views when the model folder does not record them (released weights):
+# the paper's renders (blender_script.py), so radius offsets within +-0.7.
+PAPER_CAMERA_RADIUS = (cameras.PAPER_RADIUS_MIN, cameras.PAPER_RADIUS_MAX)
+RADIUS_TOLERANCE = 1e-6  # float slack on the range's ends: 1.9 - 1.6 = 0.29999999999999982
 TensorImage = Float[Tensor, "*b 3 h w"]
 PoseValues = float | Sequence[float] | np.ndarray
 
@@ -79,20 +85,59 @@ class Zero123Pipeline:
     saves the EMA copy), which is what the paper samples with.
     """
 
-    def __init__(self, components: models.Zero123Components) -> None:
+    def __init__(
+        self,
+        components: models.Zero123Components,
+        camera_radius: tuple[float, float] = PAPER_CAMERA_RADIUS,
+        camera_radius_source: str = "the paper's renders",
+    ) -> None:
+        """Wrap `components` (their networks are put in eval mode, in place).
+
+        Args:
+            components: The model.
+            camera_radius: Smallest and largest camera distance of the training views; radius offsets
+                beyond their difference are refused (the model never saw them).
+            camera_radius_source: Where `camera_radius` comes from, for error messages.
+        """
+        lo, hi = _check_camera_radius(camera_radius, camera_radius_source)
         for module in components.modules().values():
             module.eval()
         self._components = components
+        self.camera_radius = (lo, hi)
+        self.camera_radius_source = camera_radius_source
+
+    @property
+    def radius_offset_limit(self) -> float:
+        """Largest |radius offset| accepted: the spread of the training views' camera distances."""
+        return self.camera_radius[1] - self.camera_radius[0]
 
     @classmethod
-    def from_components(cls, components: models.Zero123Components) -> Zero123Pipeline:
-        """Wrap components already in memory (puts their networks in eval mode, in place)."""
-        return cls(components)
+    def from_components(
+        cls, components: models.Zero123Components, camera_radius: tuple[float, float] = PAPER_CAMERA_RADIUS
+    ) -> Zero123Pipeline:
+        """Wrap components already in memory (puts their networks in eval mode, in place).
+
+        Args:
+            components: The model.
+            camera_radius: Camera distances of its training views (default: the paper's, 1.5-2.2).
+        """
+        source = "the paper's renders" if camera_radius == PAPER_CAMERA_RADIUS else "from_components(camera_radius=...)"
+        return cls(components, camera_radius, source)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> Zero123Pipeline:
-        """Load a model folder written by stage 02 (`models/finetune/{pose,no_pose}/model`) or `save_pretrained`."""
-        return cls(models.Zero123Components.load_pretrained(folder))
+        """Load a model folder written by stage 02 (`models/finetune/{pose,no_pose}/model`) or `save_pretrained`.
+
+        The accepted radius offsets come from the folder's `training.json` (`camera_radius`, written by
+        stage 02); a folder without one (released weights) gets the paper's camera distances, 1.5-2.2.
+        """
+        folder = Path(folder)
+        components = models.Zero123Components.load_pretrained(folder)
+        record = _training_record(folder)
+        if record.get("camera_radius") is None:
+            return cls(components)
+        source = f"camera_radius in {folder / TRAINING_RECORD}"
+        return cls(components, _check_camera_radius(record["camera_radius"], source), source)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write the components in the diffusers folder layout that `from_pretrained` reads."""
@@ -130,13 +175,26 @@ class Zero123Pipeline:
         max_steps = int(self._components.scheduler.config.num_train_timesteps)
         if not 1 <= num_inference_steps <= max_steps:
             raise ValueError(f"`num_inference_steps` must be in [1, {max_steps}], got {num_inference_steps}")
-        if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
-            raise ValueError(f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
+        if not (math.isfinite(guidance_scale) and guidance_scale >= 1.0):
+            # CFG: eps_uncond + s * (eps_cond - eps_uncond). s = 1 is the conditional model alone; s < 1 moves
+            # towards the unconditional model, which sees neither the input image nor the pose (s = 0: only it).
+            raise ValueError(
+                f"`guidance_scale` must be a finite number >= 1, got {guidance_scale}: 1 is the conditional model "
+                "alone (no guidance) and larger values guide harder; below 1 the prediction leans towards the "
+                "unconditional model, which ignores the input image and the pose (0 is purely unconditional)"
+            )
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"`eta` must be in [0, 1] (0 = deterministic DDIM, 1 = the paper's), got {eta}")
-        polar, _, _ = _pose_columns(polar_deg, azimuth_deg, radius)
+        polar, _, rad = _pose_columns(polar_deg, azimuth_deg, radius)
         if np.abs(polar).max() > 180.0:
             raise ValueError(f"`polar_deg` must lie in [-180, 180] (a difference of polar angles), got {polar_deg}")
+        limit = self.radius_offset_limit
+        if np.abs(rad).max() > limit + RADIUS_TOLERANCE:
+            lo, hi = self.camera_radius
+            raise ValueError(
+                f"`radius` must lie in [{-limit:.3g}, {limit:.3g}], got {radius}: the model was trained on camera "
+                f"distances {lo:.3g}-{hi:.3g} ({self.camera_radius_source}), so larger offsets were never seen"
+            )
         if isinstance(image, Tensor):
             size = self.image_size
             if image.ndim not in (3, 4) or (image.ndim == 4 and image.shape[0] != 1):
@@ -303,14 +361,19 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder from stage 02 (default: {DEFAULT_MODEL})")
     parser.add_argument("--polar-deg", type=float, default=0.0, help="polar offset in degrees; > 0 looks from lower")
     parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth offset in degrees (counter-clockwise)")
-    parser.add_argument("--radius", type=float, default=0.0, help="distance offset in scene units; > 0 moves away")
+    parser.add_argument(
+        "--radius", type=float, default=0.0,
+        help="distance offset in scene units; > 0 moves away; within the training range (paper's: +-0.7)",
+    )  # fmt: skip
     parser.add_argument(
         "--azimuth-sweep", type=int, default=0, metavar="N",
         help="N views at azimuths --azimuth-deg + k*360/N: --out gets them as one strip, OUT.gif animates them",
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="output PNG path")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    parser.add_argument("--guidance-scale", type=float, default=3.0, help="classifier-free guidance (default: 3.0)")
+    parser.add_argument(
+        "--guidance-scale", type=float, default=3.0, help="classifier-free guidance, >= 1 (1: none; default: 3.0)"
+    )
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: 1.0, the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument("--no-pose", action="store_true", help="sample with a zero pose (the no-pose baseline model)")
@@ -376,11 +439,33 @@ def _write_image(path: Path, image: Image.Image) -> None:
 
 def _warn_if_trained_without_pose(folder: Path, no_pose: bool) -> None:
     """Stage 02's no-pose model never saw a pose: sampling it with one is not the baseline (say so)."""
-    record = folder / "training.json"
-    if no_pose or not record.is_file():
-        return
-    if json.loads(record.read_text()).get("config", {}).get("use_pose") is False:
+    if not no_pose and _training_record(folder).get("config", {}).get("use_pose") is False:
         logger.warning("%s was trained without poses (training.json: use_pose false); pass --no-pose", folder)
+
+
+def _training_record(folder: Path) -> dict[str, Any]:
+    """The model folder's `training.json` (stage 02's record), or {} when there is none (released weights)."""
+    path = folder / TRAINING_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); stage 02 writes it, or delete it") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _check_camera_radius(value: Any, source: str) -> tuple[float, float]:
+    """`[min, max]` camera distances as two floats with 0 < min <= max, or a ValueError naming `source`."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"camera_radius ({source}) must be [min, max], two numbers, got {value!r}") from err
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 < lo <= hi):
+        raise ValueError(f"camera_radius ({source}) must be [min, max] with 0 < min <= max, got {value!r}")
+    return lo, hi
 
 
 def _pose_columns(

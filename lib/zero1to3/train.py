@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from zero1to3 import conditioning, data, files, fingerprint, models
 from zero1to3.autoencoder import LatentTable
-from zero1to3.config import FinetuneConfig
+from zero1to3.config import FinetuneConfig, TinyModelSizes
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def build_components(
     """
     if scale == "tiny":
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in tiny_sizes.items()}
-        return models.build_tiny_components(models.TinyModelSizes(**values), seed, prediction_type)
+        return models.build_tiny_components(TinyModelSizes.from_dict(values, "tiny_model"), seed, prediction_type)
     if scale != "paper":
         raise ValueError(f"`scale` must be 'tiny' or 'paper', got {scale!r}")
     path = Path(weights_path)
