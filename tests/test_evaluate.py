@@ -297,3 +297,23 @@ def test_flat_metrics_are_json_safe_and_named(views, tmp_path) -> None:
     assert flat["novel_view/test/num_objects"] == 3
     with pytest.raises(ValueError, match="lowercase"):
         evaluate.flat_metrics(novel_view={"Test/1": scores})
+
+
+@pytest.mark.parametrize(
+    "verdict, low, high, robust",
+    [
+        ("reference better", 0.34, 0.64, True),
+        ("reference better", 0.05, 0.9, False),  # a rerun elsewhere may move the low end below zero
+        ("other better", -0.9, -0.2, True),
+        ("no clear difference", -0.04, 1.38, False),  # the zero-shot claim of the committed study: borderline
+        ("no clear difference", -0.17, 0.22, True),
+    ],
+)
+def test_a_verdict_is_robust_only_if_the_measured_rerun_spread_cannot_turn_it(verdict, low, high, robust):
+    row = {"verdict": verdict, "ci_low": low, "ci_high": high, "metric": "fg_psnr", "mean_difference": 0.0,
+           "reference": "zero123", "other": "no_pose", "num_objects": 7}  # fmt: skip
+    assert evaluate.robust_to_reruns(row, evaluate.REPRODUCTION_TOLERANCE["fg_psnr"]) is robust
+    assert evaluate.robust_to_reruns(row, None) is None
+    row["robust"] = robust
+    (line,) = evaluate.claim_lines({"zero_shot": [row]}, {})
+    assert ("borderline" in line) is (not robust)
