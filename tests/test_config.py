@@ -100,3 +100,12 @@ def test_configs_check_values_when_built_directly_too():
     cfg = RenderConfig.from_dict(PARAMS["render"])
     with pytest.raises(ValueError, match="num_views"):
         dataclasses.replace(cfg, num_views="12")  # a notebook edited by hand gets the same checks
+
+
+def test_every_problem_of_a_group_is_reported_at_once():
+    group = _edit("finetune", "training.max_steps", -5)
+    group["vae"]["stepz"] = 3
+    with pytest.raises(config.ParamsError) as err:
+        config.validate_group("finetune", group)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and "finetune.vae.stepz: unknown key" in lines[0] and "training.max_steps" in lines[1]

@@ -397,7 +397,7 @@ STAGE_SCHEMAS: dict[str, type] = {
 
 
 def validate_group(stage: str, values: Any) -> None:
-    """Check one stage's parameter group against its schema, nested configs included.
+    """Check one stage's parameter group against its schema, nested configs included; report every problem.
 
     Raises:
         ParamsError: one line per problem, each naming `stage.key[.key]`, the value and the rule
@@ -411,20 +411,41 @@ def validate_group(stage: str, values: Any) -> None:
     if dataclasses.is_dataclass(schema):
         schema.from_dict(values, where=stage)
         return
+    problems = []
     try:
-        group = schema.model_validate(values)
+        schema.model_validate(values)
     except pydantic.ValidationError as err:
-        raise ParamsError(format_errors(err, stage)) from None
-    if isinstance(group, FinetuneParams):
-        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in group.tiny_model.items()}
-        TinyModelSizes.from_dict(sizes, where=f"{stage}.tiny_model")
-        set_by_stage = {"seed": group.seed, "use_pose": True}
-        clash = sorted(set(group.training) & set(set_by_stage))
-        if clash:
-            raise ParamsError(f"{stage}.training: {clash} are set by the stage (seed: the group's seed), not here")
-        FinetuneConfig.from_dict(group.training | set_by_stage, where=f"{stage}.training")
-    elif isinstance(group, SJCParams):
-        SJCConfig.from_dict(group.config, where=f"{stage}.config")
+        problems.append(format_errors(err, stage))
+    for check in _nested_checks(stage, values):  # the configs inside the group, checked even if the rest is wrong
+        try:
+            check()
+        except ParamsError as err:
+            problems.append(str(err))
+    if problems:
+        raise ParamsError("\n".join(problems))
+
+
+def _nested_checks(stage: str, values: dict[str, Any]) -> list[Any]:
+    """Checks of the configs a group holds (those of its mappings that are mappings at all)."""
+    checks = []
+    if stage == "finetune":
+        tiny, training = values.get("tiny_model"), values.get("training")
+        if isinstance(tiny, dict):
+            sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in tiny.items()}
+            checks.append(lambda: TinyModelSizes.from_dict(sizes, where=f"{stage}.tiny_model"))
+        if isinstance(training, dict):
+            checks.append(lambda: _check_training(stage, training, values.get("seed")))
+    elif stage == "sjc" and isinstance(values.get("config"), dict):
+        checks.append(lambda: SJCConfig.from_dict(values["config"], where=f"{stage}.config"))
+    return checks
+
+
+def _check_training(stage: str, training: dict[str, Any], seed: Any) -> None:
+    set_by_stage = {"seed": seed if isinstance(seed, int) else 0, "use_pose": True}
+    clash = sorted(set(training) & set(set_by_stage))
+    if clash:
+        raise ParamsError(f"{stage}.training: {clash} are set by the stage (seed: the group's seed), not here")
+    FinetuneConfig.from_dict(training | set_by_stage, where=f"{stage}.training")
 
 
 def format_errors(err: pydantic.ValidationError, where: str) -> str:
