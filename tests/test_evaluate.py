@@ -304,9 +304,10 @@ def test_flat_metrics_are_json_safe_and_named(views, tmp_path) -> None:
     [
         ("reference better", 0.34, 0.64, True),
         ("reference better", 0.05, 0.9, False),  # a rerun elsewhere may move the low end below zero
-        ("other better", -0.9, -0.2, True),
+        ("other better", -0.9, -0.25, True),
         ("no clear difference", -0.04, 1.38, False),  # the zero-shot claim of the committed study: borderline
-        ("no clear difference", -0.17, 0.22, True),
+        ("no clear difference", -0.17, 0.22, False),  # the test set's tie with copy-input: could read otherwise
+        ("no clear difference", -0.3, 0.25, True),
     ],
 )
 def test_a_verdict_is_robust_only_if_the_measured_rerun_spread_cannot_turn_it(verdict, low, high, robust):

@@ -68,12 +68,15 @@ IOU_RESOLUTION = 64
 IOU_BOUND = 0.55
 
 # How far a paired mean difference or CI end moves when the same study, same seeds, runs on another machine of the
-# same kind: training rounds differently on another CPU (results/env.json: torch_cpu_capability), so the models and
-# every view differ slightly. Measured: a fresh clone's rerun of the default study moved the foreground-PSNR
-# differences by a few hundredths of a dB (issue 11/13); 0.1 dB keeps a margin of 2-3x. A verdict whose interval
-# end lies within this of zero is `robust: False` (another machine may give the other verdict). Metrics without a
-# measured spread are not judged (`robust: None`).
-REPRODUCTION_TOLERANCE = {"psnr": 0.1, "fg_psnr": 0.1}
+# same kind: training rounds differently on another CPU (results/env.json: cpu_model, torch_cpu_capability), so the
+# trained models and every generated view differ slightly (the renders and the controls do not). Measured on
+# 2026-11-29 between the committed run and a fresh clone on an AMD EPYC (AVX2) machine, ours against shuffled pose
+# and copy-input on the 60 test and 7 zero-shot objects: the largest shift of a mean or CI end was 0.25 dB PSNR,
+# 0.16 dB foreground PSNR, 0.015 SSIM and 0.007 silhouette IoU (zero-shot; test: 0.06, 0.07, 0.002, 0.007); one
+# verdict flipped (test, silhouette IoU against copy-input, CI end -0.003 vs +0.003). The tolerances round these up.
+# A verdict whose interval end lies within the tolerance of zero is `robust: False`. Metrics without a measured
+# spread (3D) are not judged (`robust: None`).
+REPRODUCTION_TOLERANCE = {"psnr": 0.3, "fg_psnr": 0.2, "ssim": 0.02, "silhouette_iou": 0.01}
 
 PAPER_SCALE_NOTE = (
     "Paper numbers: Zero-1-to-3 at the paper's scale (Stable Diffusion fine-tuned on Objaverse, 256x256, GSO/RTMV "
