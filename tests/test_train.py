@@ -201,3 +201,37 @@ def test_targets_follow_the_prediction_type(setup):
     assert len({v["loss_diffusion"].item() for v in losses.values()}) == 3
     with pytest.raises(ValueError, match="prediction_type"):
         train.training_step(components, batch, latents, tiny_cfg(prediction_type="x0"), torch.Generator())
+
+
+def test_a_resumed_run_keeps_what_the_checkpoint_callback_drew_before_the_kill(setup, tmp_path, monkeypatch):
+    """Previews drawn at checkpoints before a kill are restored on resume (stage 02's figure covers the whole run)."""
+    from zero1to3 import sample
+
+    components, views, latents = setup
+    cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
+    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
+
+    def previews():
+        return sample.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
+
+    straight = previews()
+    train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False, on_checkpoint=straight)
+
+    first = previews()
+    real_save = train._save_callback_state
+
+    def save_then_die(out_dir, step, state):
+        real_save(out_dir, step, state)
+        raise KeyboardInterrupt(f"simulated kill after the checkpoint of step {step}")
+
+    monkeypatch.setattr(train, "_save_callback_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=first)
+    monkeypatch.setattr(train, "_save_callback_state", real_save)
+    resumed_previews = previews()
+    resumed = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=resumed_previews)
+    assert resumed.resumed_from_step == 2
+    assert sorted(resumed_previews.images) == sorted(straight.images) == [2, 4]
+    for step in (2, 4):
+        np.testing.assert_array_equal(resumed_previews.images[step], straight.images[step])
+    assert train.run_seconds(resumed.history) >= sum(r["seconds"] for r in resumed.history[2:])

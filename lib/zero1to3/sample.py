@@ -10,6 +10,7 @@ uses eta = 1), starting from Gaussian noise drawn from the caller's generator.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,3 +137,11 @@ class CheckpointPreviews:
         self.images[step] = out.images.permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3)
         for name, module in components.modules().items():
             module.train(was_training[name])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The images drawn so far (`train.fit` stores them beside each checkpoint, so a resumed run keeps them)."""
+        return {"images": {step: torch.from_numpy(images) for step, images in self.images.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the images of a killed run's checkpoints."""
+        self.images = {int(step): images.numpy() for step, images in state["images"].items()}

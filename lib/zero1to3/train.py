@@ -172,7 +172,9 @@ def fit(
     Writes `out_dir/checkpoints/step_NNNNNN.pt` every `cfg.checkpoint_every` steps and, at the end,
     the EMA model as a folder (`out_dir/model/`, `Zero123Components.load_pretrained` reads it) with
     the training config and history in `out_dir/model/training.json`. `on_checkpoint` is called
-    with the EMA components after each checkpoint (e.g. to draw validation images).
+    with the EMA components after each checkpoint (e.g. to draw validation images); if it has
+    `state_dict`/`load_state_dict`, its state is saved beside the checkpoint and restored on resume, so
+    what it gathered before a kill is not lost.
     """
     out_dir = Path(out_dir)
     if components.scheduler.config.prediction_type != cfg.prediction_type:
@@ -216,6 +218,9 @@ def fit(
         noise_gen.set_state(state["noise_generator"])
         history, start_step = state["history"], state["step"]
         logger.info("resuming from %s (step %d of %d)", latest_checkpoint(out_dir), start_step, cfg.max_steps)
+        callback_state = _load_callback_state(out_dir, start_step)
+        if callback_state is not None and hasattr(on_checkpoint, "load_state_dict"):
+            on_checkpoint.load_state_dict(callback_state)  # e.g. the previews drawn before the kill
 
     bar = tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
                unit="step", disable=not progress or not accelerator.is_local_main_process, mininterval=5)  # fmt: skip
@@ -246,6 +251,9 @@ def fit(
             if on_checkpoint is not None:
                 with _ema_weights(ema, _ema_modules(components, cfg)):
                     on_checkpoint(components, step + 1)
+                if accelerator.is_main_process and hasattr(on_checkpoint, "state_dict"):
+                    _save_callback_state(out_dir, step + 1, on_checkpoint.state_dict())
+            row["seconds"] = time.perf_counter() - tick  # the step's share of the run: checkpoint and callback too
 
     # The final model: EMA weights in place, saved as a folder with the training record.
     ema.copy_to([p for m in _ema_modules(components, cfg) for p in m.parameters()])
@@ -298,9 +306,32 @@ def _resumable_state(out_dir: Path, cfg: FinetuneConfig, inputs: str) -> dict[st
     if reason is None:
         return state
     logger.warning("checkpoints in %s were %s: starting afresh", out_dir / CHECKPOINT_DIR, reason)
-    for stale in (Path(out_dir) / CHECKPOINT_DIR).glob("step_*.pt"):
-        stale.unlink()
+    for pattern in ("step_*.pt", "callback_*.pt"):
+        for stale in (Path(out_dir) / CHECKPOINT_DIR).glob(pattern):
+            stale.unlink()
     return None
+
+
+def _save_callback_state(out_dir: Path, step: int, state: dict[str, Any]) -> None:
+    """The `on_checkpoint` callback's state beside the checkpoint of `step` (what a resumed run restores)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    files.write_bytes_atomic(folder / f"callback_{step:06d}.pt", buffer.getvalue())
+    kept = {p.name.removeprefix("step_") for p in folder.glob("step_*.pt")}
+    for old in folder.glob("callback_*.pt"):
+        if old.name.removeprefix("callback_") not in kept:
+            old.unlink()
+
+
+def _load_callback_state(out_dir: Path, step: int) -> dict[str, Any] | None:
+    path = Path(out_dir) / CHECKPOINT_DIR / f"callback_{step:06d}.pt"
+    return load_checkpoint(path) if path.is_file() else None
+
+
+def run_seconds(history: list[dict[str, float]]) -> float:
+    """Wall time of a whole run from its history (steps, checkpoints and callbacks; a resumed run included)."""
+    return float(sum(row["seconds"] for row in history))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
