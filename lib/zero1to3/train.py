@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import logging
-import pickle
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,16 +38,16 @@ from diffusers.training_utils import EMAModel
 from torch import Tensor
 from tqdm import tqdm
 
-from zero1to3 import conditioning, data, files, fingerprint, models
+from zero1to3 import checkpoints, conditioning, data, files, fingerprint, models
 from zero1to3.autoencoder import LatentTable
 from zero1to3.config import FinetuneConfig, TinyModelSizes
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
+STEP_PREFIX, CALLBACK_PREFIX = "step", "callback"  # checkpoints/step_NNNNNN.pt and the callback's state beside it
 MODEL_DIR = "model"
 TRAINING_RECORD = "training.json"  # in the model folder: config, inputs fingerprint, camera range, history
-KEEP_CHECKPOINTS = 2
 RESUMABLE_CHANGES = ("max_steps", "checkpoint_every")  # settings a run may resume under with new values
 
 
@@ -291,7 +289,7 @@ def _resumable_state(out_dir: Path, cfg: FinetuneConfig, inputs: str) -> dict[st
     last = latest_checkpoint(out_dir)
     if last is None:
         return None
-    state = load_checkpoint(last)
+    state = checkpoints.load(last)
     differences = {k: v for k, v in _diff(state["config"], cfg.to_dict()).items() if k not in RESUMABLE_CHANGES}
     reason = None
     if state.get("inputs_fingerprint") != inputs:
@@ -306,27 +304,24 @@ def _resumable_state(out_dir: Path, cfg: FinetuneConfig, inputs: str) -> dict[st
     if reason is None:
         return state
     logger.warning("checkpoints in %s were %s: starting afresh", out_dir / CHECKPOINT_DIR, reason)
-    for pattern in ("step_*.pt", "callback_*.pt"):
-        for stale in (Path(out_dir) / CHECKPOINT_DIR).glob(pattern):
-            stale.unlink()
+    for prefix in (STEP_PREFIX, CALLBACK_PREFIX):
+        checkpoints.remove(out_dir / CHECKPOINT_DIR, prefix)
     return None
 
 
 def _save_callback_state(out_dir: Path, step: int, state: dict[str, Any]) -> None:
     """The `on_checkpoint` callback's state beside the checkpoint of `step` (what a resumed run restores)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
     folder = Path(out_dir) / CHECKPOINT_DIR
-    files.write_bytes_atomic(folder / f"callback_{step:06d}.pt", buffer.getvalue())
-    kept = {p.name.removeprefix("step_") for p in folder.glob("step_*.pt")}
-    for old in folder.glob("callback_*.pt"):
-        if old.name.removeprefix("callback_") not in kept:
+    checkpoints.write(checkpoints.path_for(folder, CALLBACK_PREFIX, step), state)
+    kept = {p.name.removeprefix(f"{STEP_PREFIX}_") for p in folder.glob(f"{STEP_PREFIX}_*.pt")}
+    for old in folder.glob(f"{CALLBACK_PREFIX}_*.pt"):  # only beside the checkpoints still kept
+        if old.name.removeprefix(f"{CALLBACK_PREFIX}_") not in kept:
             old.unlink()
 
 
 def _load_callback_state(out_dir: Path, step: int) -> dict[str, Any] | None:
-    path = Path(out_dir) / CHECKPOINT_DIR / f"callback_{step:06d}.pt"
-    return load_checkpoint(path) if path.is_file() else None
+    path = checkpoints.path_for(Path(out_dir) / CHECKPOINT_DIR, CALLBACK_PREFIX, step)
+    return checkpoints.load(path) if path.is_file() else None
 
 
 def run_seconds(history: list[dict[str, float]]) -> float:
@@ -334,26 +329,9 @@ def run_seconds(history: list[dict[str, float]]) -> float:
     return float(sum(row["seconds"] for row in history))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint's state, loaded safely: tensors and plain containers only (`weights_only=True`).
-
-    Raises:
-        pickle.UnpicklingError: the file holds anything else (e.g. a planted pickle that would run code);
-            the message names the file.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise pickle.UnpicklingError(
-            f"refusing to load {path}: it is not a plain checkpoint of tensors and containers ({err}); "
-            f"checkpoints are only ever written by this code, so delete the file if you did not put it there"
-        ) from err
-
-
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     """The newest `step_NNNNNN.pt` in `out_dir/checkpoints/`, if any."""
-    found = sorted((Path(out_dir) / CHECKPOINT_DIR).glob("step_*.pt"))
-    return found[-1] if found else None
+    return checkpoints.latest(Path(out_dir) / CHECKPOINT_DIR, STEP_PREFIX)
 
 
 def _save_checkpoint(out_dir, step, cfg, inputs, trained, optimizer, lr_schedule, ema, data_gen, noise_gen, history,
@@ -371,12 +349,7 @@ def _save_checkpoint(out_dir, step, cfg, inputs, trained, optimizer, lr_schedule
         "noise_generator": noise_gen.get_state(),
         "history": history,
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    folder = Path(out_dir) / CHECKPOINT_DIR
-    files.write_bytes_atomic(folder / f"step_{step:06d}.pt", buffer.getvalue())
-    for old in sorted(folder.glob("step_*.pt"))[:-KEEP_CHECKPOINTS]:
-        old.unlink()
+    checkpoints.save(Path(out_dir) / CHECKPOINT_DIR, STEP_PREFIX, step, state)
 
 
 @contextlib.contextmanager
