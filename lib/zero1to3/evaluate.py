@@ -73,7 +73,8 @@ IOU_BOUND = 0.55
 # 2026-11-29 between the committed run and a fresh clone on an AMD EPYC (AVX2) machine, ours against shuffled pose
 # and copy-input on the 60 test and 7 zero-shot objects: the largest shift of a mean or CI end was 0.25 dB PSNR,
 # 0.16 dB foreground PSNR, 0.015 SSIM and 0.007 silhouette IoU (zero-shot; test: 0.06, 0.07, 0.002, 0.007); one
-# verdict flipped (test, silhouette IoU against copy-input, CI end -0.003 vs +0.003). The tolerances round these up.
+# verdict flipped (test, silhouette IoU against copy-input, CI end -0.003 vs +0.003); benchmarks/reproduction_drift.py
+# measures it (results/benchmarks/reproduction_drift.json). The tolerances round these up.
 # A verdict whose interval end lies within the tolerance of zero is `robust: False`. Metrics without a measured
 # spread (3D) are not judged (`robust: None`).
 REPRODUCTION_TOLERANCE = {"psnr": 0.3, "fg_psnr": 0.2, "ssim": 0.02, "silhouette_iou": 0.01}
