@@ -66,8 +66,8 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmarks/sample.json")
     args = parser.parse_args()
     group = yaml.safe_load(Path(args.params).read_text())["finetune"]
-    sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in group["tiny_model"].items()}
-    components = models.build_tiny_components(models.TinyModelSizes(**sizes), 0, group["training"]["prediction_type"])
+    sizes = models.TinyModelSizes.from_dict(group["tiny_model"])
+    components = models.build_tiny_components(sizes, 0, group["training"]["prediction_type"])
     torch.set_num_threads(os.cpu_count() or 1)
     pipe = pipeline.Zero123Pipeline.from_components(components)
     image = synthetic_input()

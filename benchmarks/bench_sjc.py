@@ -35,7 +35,7 @@ def load_components(params: Path) -> tuple[models.Zero123Components, str]:
     if (MODEL_DIR / "model_index.json").is_file():
         return models.Zero123Components.load_pretrained(MODEL_DIR), str(MODEL_DIR)
     sizes = yaml.safe_load(params.read_text())["finetune"]["tiny_model"]
-    sizes = models.TinyModelSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in sizes.items()})
+    sizes = models.TinyModelSizes.from_dict(sizes)
     return models.build_tiny_components(sizes, seed=0, prediction_type="v_prediction"), "random tiny_model weights"
 
 

@@ -95,12 +95,14 @@ def test_run_checks_the_group_before_anything_starts(tmp_path, capsys, monkeypat
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["finetune"]["training"]["max_steps"] = -5
     path = _params_with(tmp_path, yaml.safe_dump(params))
+    import papermill
+
     started = []
-    monkeypatch.setattr(cli, "run_stage", lambda *a, **k: started.append(a))
-    assert cli.main(["run", "finetune", "--params", str(path)]) == 2
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: started.append(a))
+    assert cli.main(["run", "finetune", "--params", str(path), "--output-notebook", str(tmp_path / "out.ipynb")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "finetune.training.max_steps" in err and "-5" in err
-    assert not started
+    assert not started and not (tmp_path / "out.ipynb").exists()
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path, capsys):

@@ -70,7 +70,7 @@ def test_dummy_components_are_deterministic_and_leave_global_rng_alone() -> None
 def test_tiny_components_have_the_measured_sizes() -> None:
     # The study's default tiny sizes, as params.yaml gives them (not a copy that could drift).
     tiny = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["finetune"]["tiny_model"]
-    sizes = models.TinyModelSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in tiny.items()})
+    sizes = models.TinyModelSizes.from_dict(tiny)
     comp = models.build_tiny_components(sizes, seed=0, prediction_type="v_prediction")
     assert sizes.latent_size == 16 and comp.unet.config.sample_size == 16
     assert comp.unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")

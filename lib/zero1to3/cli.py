@@ -103,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         from zero1to3.config import ParamsError
 
         try:
-            read_params(args.params, args.stage)
+            out = run_stage(args.stage, args.params, args.output_notebook)  # checks the params before it starts
         except (FileNotFoundError, ParamsError) as err:  # a user's error: what and where, no traceback
             print(f"error: {err}", file=sys.stderr)
             return 2
-        out = run_stage(args.stage, args.params, args.output_notebook)
         logger.info("executed notebook written to %s", out)
     elif args.command == "sample":
         from zero1to3 import pipeline

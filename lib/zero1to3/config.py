@@ -25,7 +25,6 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 PolarDeg = Annotated[float, Field(ge=0, le=180)]
-Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class ParamsError(ValueError):
@@ -73,11 +72,11 @@ class RenderConfig(_FromDict):
     """Procedural objects in the test split (held out)."""
     zero_shot: list[str]
     """Named everyday objects rendered for zero-shot evaluation (keys of `objects.ZERO_SHOT_OBJECTS`)."""
-    num_views: int
+    num_views: PositiveInt
     """Views rendered per object (the paper renders 12)."""
-    resolution_px: int
+    resolution_px: Annotated[int, Field(ge=8)]
     """Square image size in pixels (the paper renders 512 and trains at 256)."""
-    samples_per_pixel: int
+    samples_per_pixel: PositiveInt
     """Cycles path-tracing samples per pixel (the paper uses 128, denoised)."""
     radius_min: PositiveFloat
     """Smallest camera distance to the object centre (paper: 1.5)."""
@@ -87,7 +86,7 @@ class RenderConfig(_FromDict):
     """Camera polar angles are kept in [polar_min_deg, polar_max_deg]; 0-180 is the paper's whole sphere."""
     polar_max_deg: PolarDeg
     """Upper end of the polar band, in degrees from +Z."""
-    num_workers: int
+    num_workers: PositiveInt
     """Render processes (each runs Blender); the CPU's cores are shared between them."""
     data_dir: str
     """Where renders (`renders/<object>/`) and the split manifest (`manifest.json`) go."""
@@ -95,14 +94,6 @@ class RenderConfig(_FromDict):
     """Where figures (`render/`) and metrics (`metrics/render.json`) go."""
 
     def __post_init__(self) -> None:
-        if self.num_views < 1:
-            raise ValueError(f"`num_views` must be >= 1, got {self.num_views}")
-        if self.resolution_px < 8:
-            raise ValueError(f"`resolution_px` must be >= 8, got {self.resolution_px}")
-        if self.samples_per_pixel < 1:
-            raise ValueError(f"`samples_per_pixel` must be >= 1, got {self.samples_per_pixel}")
-        if self.num_workers < 1:
-            raise ValueError(f"`num_workers` must be >= 1, got {self.num_workers}")
         # The unit cube's corners lie sqrt(3)/2 from its centre: a nearer camera would sit inside the object.
         if not 3**0.5 / 2 < self.radius_min <= self.radius_max:
             raise ValueError(
@@ -159,6 +150,11 @@ class FinetuneConfig(_FromDict):
 @pydantic.dataclasses.dataclass(frozen=True, config=_STRICT)
 class TinyModelSizes(_FromDict):
     """Sizes of randomly initialised components for CPU training from scratch and for tests."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str | None = None) -> TinyModelSizes:
+        """As every config's `from_dict`; the channel lists of `params.yaml` become the tuples the fields hold."""
+        return super().from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}, where)
 
     image_size: PositiveInt
     """Square input image size in pixels (VAE input and CLIP input)."""
@@ -431,8 +427,7 @@ def _nested_checks(stage: str, values: dict[str, Any]) -> list[Any]:
     if stage == "finetune":
         tiny, training = values.get("tiny_model"), values.get("training")
         if isinstance(tiny, dict):
-            sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in tiny.items()}
-            checks.append(lambda: TinyModelSizes.from_dict(sizes, where=f"{stage}.tiny_model"))
+            checks.append(lambda: TinyModelSizes.from_dict(tiny, where=f"{stage}.tiny_model"))
         if isinstance(training, dict):
             checks.append(lambda: _check_training(stage, training, values.get("seed")))
     elif stage == "sjc" and isinstance(values.get("config"), dict):

@@ -29,7 +29,14 @@ def find_project_root(start: str | Path | None = None) -> Path:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it (Linux); elsewhere set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # os.umask can only be read by setting it: a brief window other threads could see
     os.umask(mask)
     return mask
 

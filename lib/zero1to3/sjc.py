@@ -228,6 +228,7 @@ def reconstruct(
     use_pose: bool = True,
     checkpoint_dir: Path | None = None,
     progress: bool = True,
+    identity: dict[str, Any] | None = None,
 ) -> SJCResult:
     """Optimise a voxel field of latents so that every view of it scores well under the model (SJC).
 
@@ -241,6 +242,8 @@ def reconstruct(
         checkpoint_dir: Checkpoint every `cfg.checkpoint_every` iterations and at the end, and resume
             from the newest checkpoint there; the resumed run ends equal to an uninterrupted one.
         progress: Show a tqdm bar.
+        identity: This run's `run_identity`, if the caller computed it already (it hashes the prior's weights);
+            only checkpoints use it.
 
     Raises:
         FloatingPointError: a loss or gradient is not finite (names the iteration).
@@ -251,7 +254,8 @@ def reconstruct(
         input_center = np.asarray(input_center, np.float64)
         if not np.abs(input_center).max() > cfg.bound:
             raise ValueError(f"`input_center` {input_center.tolist()} lies inside the field's box (bound {cfg.bound})")
-        identity = run_identity(components, input_rgba, input_center, cfg, seed, use_pose)
+        if identity is None and checkpoint_dir is not None:
+            identity = run_identity(components, input_rgba, input_center, cfg, seed, use_pose)
 
         # 2. Encode the input view once: conditioning, target latent, mask, white background
         inp = _encode_input(components, input_rgba)

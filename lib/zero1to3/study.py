@@ -285,7 +285,9 @@ def reconstruct_object(
             return record
         logger.info("%s was made from other inputs or settings: reconstructing afresh", record_file)
     checkpoints = mesh_file.with_suffix(".checkpoints")
-    result = sjc.reconstruct(prior, rgba, center, cfg, seed, use_pose=use_pose, checkpoint_dir=checkpoints)
+    result = sjc.reconstruct(
+        prior, rgba, center, cfg, seed, use_pose=use_pose, checkpoint_dir=checkpoints, identity=identity
+    )
     mesh_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         sjc.export_mesh(result.field, mesh_file)

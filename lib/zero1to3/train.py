@@ -122,8 +122,7 @@ def build_components(
     in diffusers layout (turned into Zero-1-to-3 as the paper's starting point). Nothing is downloaded.
     """
     if scale == "tiny":
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in tiny_sizes.items()}
-        return models.build_tiny_components(TinyModelSizes.from_dict(values, "tiny_model"), seed, prediction_type)
+        return models.build_tiny_components(TinyModelSizes.from_dict(tiny_sizes, "tiny_model"), seed, prediction_type)
     if scale != "paper":
         raise ValueError(f"`scale` must be 'tiny' or 'paper', got {scale!r}")
     path = Path(weights_path)
