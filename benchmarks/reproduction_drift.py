@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from zero1to3 import data, evaluate, files, pipeline, repro, study
+from zero1to3 import data, evaluate, files, outputs, pipeline, repro
 
 METRICS = ["psnr", "fg_psnr", "ssim", "silhouette_iou"]
 
@@ -38,7 +38,7 @@ def committed_json(rev: str, path: str) -> dict:
 def drift_of_set(name: str, samplers: dict, group: dict, committed_rows: list[dict]) -> dict:
     """Scores now vs committed for one held-out set, per method and per paired comparison."""
     split = data.read_manifest(group["data_dir"])["split"]
-    views = study.held_out_views(group["data_dir"], split[name], group["input_view"], group["num_targets"])
+    views = outputs.held_out_views(group["data_dir"], split[name], group["input_view"], group["num_targets"])
     if views.object_ids != [row["object"] for row in committed_rows]:
         raise ValueError(f"{name}: the held-out objects differ from the committed run's; compare like with like")
     sampler = group["sampler"]

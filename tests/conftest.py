@@ -12,12 +12,20 @@ from jaxtyping import install_import_hook  # noqa: E402
 # is_pep484_tower: an int is accepted where a float is annotated (PEP 484's numeric tower).
 install_import_hook("zero1to3", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
 
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from zero1to3.config import RenderConfig  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+    from zero1to3 import models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,3 +35,58 @@ def tiny_render_cfg(tmp_path: Path) -> RenderConfig:
     """The smoke render settings, writing into a temporary folder."""
     values = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())["render"]
     return RenderConfig.from_dict(values | {"data_dir": str(tmp_path / "data"), "results_dir": str(tmp_path / "res")})
+
+
+def _weights(components: models.Zero123Components) -> dict[str, torch.Tensor]:
+    return {f"{name}.{key}": value for name, m in components.modules().items() for key, value in m.state_dict().items()}
+
+
+def _shared_dummy_components(prediction_type: str) -> Iterator[models.Zero123Components]:
+    """Build the dummy model once; on teardown, fail if a test changed a weight or a network's train/eval mode."""
+    from zero1to3 import models  # here, not at the top: tests that need no model do not pay for torch/diffusers
+
+    components = models.build_dummy_components(seed=0, prediction_type=prediction_type)
+    before = {key: value.clone() for key, value in _weights(components).items()}
+    yield components
+    after = _weights(components)
+    changed = [key for key, value in before.items() if not value.equal(after[key])]
+    training = [name for name, module in components.modules().items() if module.training]
+    assert not changed and not training, (
+        f"a test changed the shared dummy model ({prediction_type}) in place: weights {changed[:5]}, in train mode "
+        f"{training}; work on a copy (copy.deepcopy) or build a fresh one (models.build_dummy_components)"
+    )
+
+
+@pytest.fixture(scope="session")
+def dummy_components() -> Iterator[models.Zero123Components]:
+    """The tiny seeded dummy model (32 px images, 8x8x4 latents, seed 0) with a v-prediction scheduler, as the study
+    trains it. Built once per session (per xdist worker) and shared: tests must not change it in place (checked on
+    teardown); one that trains or edits weights builds its own."""
+    yield from _shared_dummy_components("v_prediction")
+
+
+@pytest.fixture(scope="session")
+def dummy_components_epsilon() -> Iterator[models.Zero123Components]:
+    """The same dummy model with an epsilon-prediction scheduler (`build_dummy_components`'s default); shared and
+    checked like `dummy_components`."""
+    yield from _shared_dummy_components("epsilon")
+
+
+@pytest.fixture
+def dummy_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two seeded input images (2, 3, 32, 32) in [-1, 1] and two relative poses (2, 4) for the dummy model."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.randn(2, 4, generator=g)
+
+
+@pytest.fixture(scope="session")
+def red_disc_rgba() -> np.ndarray:
+    """A red disc (radius 10 px) centred on a transparent 32x32 background: an input view at the dummy model's size.
+    Read-only, as it is shared by the whole session."""
+    v, u = np.mgrid[:32, :32]
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[(u - 15.5) ** 2 + (v - 15.5) ** 2 < 10**2] = (200, 40, 40, 255)
+    rgba.flags.writeable = False
+    return rgba

@@ -10,7 +10,7 @@ torch.set_num_threads(1)
 
 
 def test_vae_training_lowers_the_reconstruction_error_and_sets_the_scale():
-    components = models.build_dummy_components(seed=0)
+    components = models.build_dummy_components(seed=0)  # its own: fit_vae trains the VAE in place
     views = fake_views(num_objects=2, num_views=2)
     history = autoencoder.fit_vae(components.vae, views, steps=30, batch_size=4, learning_rate=2e-3, kl_weight=1e-4,
                             generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
@@ -22,9 +22,8 @@ def test_vae_training_lowers_the_reconstruction_error_and_sets_the_scale():
     assert 0.7 < scaled.std().item() < 1.3  # unit-variance diffusion targets
 
 
-def test_reconstructions_are_images_in_unit_range():
-    components = models.build_dummy_components(seed=0)
-    out = autoencoder.vae_reconstructions(components.vae, fake_views().rgba[:, 0])
+def test_reconstructions_are_images_in_unit_range(dummy_components_epsilon):
+    out = autoencoder.vae_reconstructions(dummy_components_epsilon.vae, fake_views().rgba[:, 0])
     assert set(out) == {"view", "VAE reconstruction"}
     assert out["view"].shape == out["VAE reconstruction"].shape == (3, 32, 32, 3)
     assert out["VAE reconstruction"].min() >= 0 and out["VAE reconstruction"].max() <= 1

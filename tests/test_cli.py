@@ -57,7 +57,8 @@ def _zero1to3_imports(source: str) -> set[str]:
 
 
 def test_each_stage_depends_on_every_module_its_notebook_runs():
-    """An edit to any module a stage runs reruns that stage (`dvc repro` never leaves a stale result).
+    """An edit to any module a stage runs reruns that stage (`dvc repro` never leaves a stale result), and an edit
+    to any other module does not.
 
     The stage runs `cli.py`'s `run` path (config, files) and its notebook, which imports modules that import
     others; every module in that closure must be a declared dependency.
@@ -80,6 +81,10 @@ def test_each_stage_depends_on_every_module_its_notebook_runs():
         declared = {dep.removeprefix("lib/zero1to3/") for dep in stage["deps"] if dep.startswith("lib/")}
         missing = sorted(f"{m}.py" for m in needed if f"{m}.py" not in declared)
         assert not missing, f"dvc.yaml stage {name!r} runs {missing} but does not depend on them"
+        extra = sorted(declared - {f"{m}.py" for m in needed})
+        assert not extra, (
+            f"dvc.yaml stage {name!r} depends on {extra}, which it never runs (an edit reruns it for nothing)"
+        )
 
 
 def _params_with(tmp_path, text):

@@ -1,20 +1,15 @@
 import pytest
 import torch
 
-from zero1to3 import guidance, models
+from zero1to3 import guidance
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def components():
-    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
-
-
-@pytest.fixture(scope="module")
-def cond(components):
+def cond(dummy_components):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    return guidance.encode_input_view(components, image)
+    return guidance.encode_input_view(dummy_components, image)
 
 
 def test_surrogate_loss_gradient_is_the_score():
@@ -36,29 +31,31 @@ def test_epsilon_from_any_prediction_type(kind):
     torch.testing.assert_close(guidance.epsilon_from_output(output, z_t, alpha_bar, kind), eps, atol=1e-5, rtol=1e-5)
 
 
-def test_score_is_deterministic_and_shaped(components, cond):
+def test_score_is_deterministic_and_shaped(dummy_components, cond):
     latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(3))
     poses = torch.randn(3, 4, generator=torch.Generator().manual_seed(4))
-    run = lambda seed: guidance.score(components, cond, latents, poses, 100.0, (10, 969),  # noqa: E731
-                                      torch.Generator().manual_seed(seed))  # fmt: skip
+    run = lambda seed: guidance.score(dummy_components, cond, latents, poses, 100.0, (10, 969),  # noqa: E731
+                                            torch.Generator().manual_seed(seed))  # fmt: skip
     a, b, c = run(0), run(0), run(1)
     assert a.grad.shape == latents.shape and a.timesteps.shape == (3,)
     assert torch.equal(a.grad, b.grad) and not torch.equal(a.grad, c.grad)
     assert torch.all((a.timesteps >= 10) & (a.timesteps <= 969))
 
 
-def test_guidance_scale_one_is_the_conditional_score_and_baseline_ignores_pose(components, cond):
+def test_guidance_scale_one_is_the_conditional_score_and_baseline_ignores_pose(dummy_components, cond):
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
     poses = torch.randn(2, 4, generator=torch.Generator().manual_seed(6))
     other = poses.flip(0)
-    run = lambda p, s, use_pose=True: guidance.score(components, cond, latents, p, s, (500, 500),  # noqa: E731
-                                                     torch.Generator().manual_seed(0), use_pose).grad  # fmt: skip
+    run = lambda p, s, use_pose=True: guidance.score(dummy_components, cond, latents, p, s, (500, 500),  # noqa: E731
+                                                           torch.Generator().manual_seed(0), use_pose).grad  # fmt: skip
     assert not torch.equal(run(poses, 3.0), run(other, 3.0))
     assert torch.equal(run(poses, 3.0, False), run(other, 3.0, False))
     # At scale 0 the score is the unconditional one, which cannot depend on the pose.
     torch.testing.assert_close(run(poses, 0.0), run(other, 0.0))
 
 
-def test_bad_timestep_range_is_explained(components, cond):
+def test_bad_timestep_range_is_explained(dummy_components, cond):
     with pytest.raises(ValueError, match="timestep_range"):
-        guidance.score(components, cond, torch.zeros(1, 4, 8, 8), torch.zeros(1, 4), 3.0, (10, 1000), torch.Generator())
+        guidance.score(
+            dummy_components, cond, torch.zeros(1, 4, 8, 8), torch.zeros(1, 4), 3.0, (10, 1000), torch.Generator()
+        )

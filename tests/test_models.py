@@ -18,9 +18,9 @@ from zero1to3.conditioning import CCProjection
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def components() -> models.Zero123Components:
-    return models.build_dummy_components(seed=0)
+@pytest.fixture
+def components(dummy_components_epsilon: models.Zero123Components) -> models.Zero123Components:
+    return dummy_components_epsilon  # conftest.py's shared epsilon-prediction dummy model, under a short name
 
 
 def _unet_call(unet: UNet2DConditionModel, x: torch.Tensor, seed: int = 0) -> torch.Tensor:

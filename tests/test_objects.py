@@ -62,7 +62,12 @@ def test_y_up_objects_are_rotated_to_z_up(tmp_path):
     assert np.argmax(extent) == 2
 
 
-def test_object_generator_depends_on_seed_and_id_only():
+def test_object_seeds_depend_on_seed_and_id_only():
+    value = objects.object_seed_value
+    assert value(0, "duck") == value(0, "duck") and len({value(0, "duck"), value(0, "teddy"), value(1, "duck")}) == 3
+    assert 0 <= value(0, "duck") < 2**64
+    with pytest.raises(ValueError, match="`seed` must be >= 0"):
+        objects.object_seed(-1, "duck")
     a = objects.object_seed(0, "urdf_001").uniform(size=3)
     np.testing.assert_array_equal(a, objects.object_seed(0, "urdf_001").uniform(size=3))
     assert not np.allclose(a, objects.object_seed(0, "urdf_002").uniform(size=3))

@@ -1,9 +1,10 @@
 """Pinned output slices (diffusers' `expected_slice` pattern): a library upgrade or a refactor that changes numbers
 fails here, by name, instead of passing silently.
 
-Every value comes from a tiny seeded model or fixed inputs, one thread. The tolerance (1e-4) absorbs the last bits
-that differ between CPUs and BLAS builds; anything larger is a real change in what the code computes. When a change
-is intended, regenerate the slice, and say why in the commit.
+Every value comes from a tiny seeded model or fixed inputs, one thread: conftest.py's shared `dummy_components`,
+`dummy_inputs` and `red_disc_rgba` (a change to those shows here). The tolerance (1e-4) absorbs the last bits that
+differ between CPUs and BLAS builds; anything larger is a real change in what the code computes. When a change is
+intended, regenerate the slice, and say why in the commit.
 """
 
 from __future__ import annotations
@@ -18,26 +19,15 @@ import trimesh
 import yaml
 
 from conftest import REPO
-from zero1to3 import cameras, guidance, metrics, models, sample, sjc
+from zero1to3 import cameras, guidance, metrics, sample, sjc
 
 torch.set_num_threads(1)
 ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def components() -> models.Zero123Components:
-    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
-
-
-@pytest.fixture(scope="module")
-def inputs() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.randn(2, 4, generator=g)
-
-
-def test_sampler_slice(components, inputs) -> None:
-    images, poses = inputs
-    out = sample.sample_novel_views(components, images, poses, 4, 3.0, 1.0, torch.Generator().manual_seed(0))
+def test_sampler_slice(dummy_components, dummy_inputs) -> None:
+    images, poses = dummy_inputs
+    out = sample.sample_novel_views(dummy_components, images, poses, 4, 3.0, 1.0, torch.Generator().manual_seed(0))
     expected_images = [0.533189, 0.590808, 0.609441, 0.687801, 1.0, 1.0, 0.722007, 0.512540, 0.606647, 0.436327,
                        0.256049, 0.359040]  # fmt: skip
     expected_latents = [-0.439935, -0.100320, 1.921235, -0.355432]
@@ -45,23 +35,20 @@ def test_sampler_slice(components, inputs) -> None:
     np.testing.assert_allclose(out.latents[1, 0, 3, :4].numpy(), expected_latents, atol=ATOL)
 
 
-def test_sjc_score_slice(components, inputs) -> None:
-    images, poses = inputs
-    cond = guidance.encode_input_view(components, images[:1])
+def test_sjc_score_slice(dummy_components, dummy_inputs) -> None:
+    images, poses = dummy_inputs
+    cond = guidance.encode_input_view(dummy_components, images[:1])
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    out = guidance.score(components, cond, latents, poses, 100.0, (10, 969), torch.Generator().manual_seed(2))
+    out = guidance.score(dummy_components, cond, latents, poses, 100.0, (10, 969), torch.Generator().manual_seed(2))
     assert out.timesteps.tolist() == [178.0, 217.0]
     np.testing.assert_allclose(out.grad[0, 0, 4, :4].numpy(), [9.491778, 0.693300, 5.937851, 5.288111], atol=1e-3)
 
 
-def test_sjc_steps_slice(components) -> None:
+def test_sjc_steps_slice(dummy_components, red_disc_rgba) -> None:
     default = sjc.SJCConfig.from_dict(yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"])
     cfg = dataclasses.replace(default, iterations=3, resolution=12, samples_per_ray=12, checkpoint_every=2)
-    v, u = np.mgrid[:32, :32]
-    rgba = np.zeros((32, 32, 4), np.uint8)
-    rgba[(u - 15.5) ** 2 + (v - 15.5) ** 2 < 10**2] = (200, 40, 40, 255)
     center = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
-    result = sjc.reconstruct(components, rgba, center, cfg, 0, progress=False)
+    result = sjc.reconstruct(dummy_components, red_disc_rgba, center, cfg, 0, progress=False)
     last = result.history[-1]
     expected = {"loss_input": 0.00281526, "loss_input_mask": 0.11359775, "loss_near_view": 0.08184178,
                 "loss_depth_smooth": 0.60366756}  # fmt: skip

@@ -26,24 +26,9 @@ class _Killed(Exception):
 
 
 @pytest.fixture(scope="module")
-def components():
-    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
-
-
-@pytest.fixture(scope="module")
-def input_rgba():
-    """A red disc on a transparent background, at the dummy model's 32 px."""
-    v, u = np.mgrid[:32, :32]
-    disc = (u - 15.5) ** 2 + (v - 15.5) ** 2 < 10**2
-    rgba = np.zeros((32, 32, 4), np.uint8)
-    rgba[disc] = (200, 40, 40, 255)
-    return rgba
-
-
-@pytest.fixture(scope="module")
-def run(components, input_rgba):
+def run(dummy_components, red_disc_rgba):
     return lambda cfg=SMALL, seed=0, **kw: sjc.reconstruct(
-        components, input_rgba, INPUT_CENTER, cfg, seed, progress=False, **kw
+        dummy_components, red_disc_rgba, INPUT_CENTER, cfg, seed, progress=False, **kw
     )
 
 
@@ -124,23 +109,25 @@ def test_killed_and_resumed_run_ends_equal_to_an_uninterrupted_one(run, tmp_path
     _assert_same_fields(fresh.field, run(other).field)
 
 
-def test_checkpoints_of_another_prior_are_not_resumed(components, input_rgba, tmp_path):
+def test_checkpoints_of_another_prior_are_not_resumed(dummy_components, red_disc_rgba, tmp_path):
     """Issue 11, item 2: a retrained model (other weights, same settings) never continues the old field."""
     cfg = dataclasses.replace(SMALL, iterations=2, checkpoint_every=1)
-    sjc.reconstruct(components, input_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
+    sjc.reconstruct(dummy_components, red_disc_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
     retrained = models.build_dummy_components(seed=1, prediction_type="v_prediction")
-    again = sjc.reconstruct(retrained, input_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
+    again = sjc.reconstruct(retrained, red_disc_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
     assert again.resumed_from == 0
-    same = sjc.reconstruct(retrained, input_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
+    same = sjc.reconstruct(retrained, red_disc_rgba, INPUT_CENTER, cfg, 0, checkpoint_dir=tmp_path, progress=False)
     assert same.resumed_from == 2  # its own checkpoints are resumed
 
 
-def test_a_planted_pickle_checkpoint_is_refused(components, input_rgba, tmp_path):
+def test_a_planted_pickle_checkpoint_is_refused(dummy_components, red_disc_rgba, tmp_path):
     """Issue 11, item 7: the newest `sjc_*.pt` is loaded with weights_only=True; code in a pickle never runs."""
     marker = tmp_path / "ran"
     _plant_pickle(tmp_path / "sjc_999999.pt", marker)
     with pytest.raises(Exception, match="sjc_999999.pt"):
-        sjc.reconstruct(components, input_rgba, INPUT_CENTER, SMALL, 0, checkpoint_dir=tmp_path, progress=False)
+        sjc.reconstruct(
+            dummy_components, red_disc_rgba, INPUT_CENTER, SMALL, 0, checkpoint_dir=tmp_path, progress=False
+        )
     assert not marker.exists()
 
 
@@ -223,8 +210,10 @@ def test_export_mesh_of_an_empty_field_raises_and_writes_nothing(tmp_path):
         sjc.export_mesh(field, tmp_path / "mesh.stl")
 
 
-def test_turntable_decodes_frames(components, result):
-    frames = sjc.render_turntable(result.field, components, num_frames=2, radius=2.0, polar_deg=60.0, samples_per_ray=8)
+def test_turntable_decodes_frames(dummy_components, result):
+    frames = sjc.render_turntable(
+        result.field, dummy_components, num_frames=2, radius=2.0, polar_deg=60.0, samples_per_ray=8
+    )
     assert frames["rgb"].shape == (2, 32, 32, 3) and frames["depth"].shape == frames["opacity"].shape == (2, 8, 8)
     assert frames["rgb"].min() >= 0.0 and frames["rgb"].max() <= 1.0
 
@@ -242,8 +231,8 @@ def test_config_round_trips_and_rejects_unknown_missing_or_bad_values():
         dataclasses.replace(cfg, radius_min=0.9)  # a camera inside the box
 
 
-def test_input_size_and_camera_are_checked(components, input_rgba):
+def test_input_size_and_camera_are_checked(dummy_components, red_disc_rgba):
     with pytest.raises(ValueError, match="32x32"):
-        sjc.reconstruct(components, input_rgba[:16, :16], INPUT_CENTER, SMALL, 0, progress=False)
+        sjc.reconstruct(dummy_components, red_disc_rgba[:16, :16], INPUT_CENTER, SMALL, 0, progress=False)
     with pytest.raises(ValueError, match="inside the field's box"):
-        sjc.reconstruct(components, input_rgba, np.array([0.1, 0.0, 0.2]), SMALL, 0, progress=False)
+        sjc.reconstruct(dummy_components, red_disc_rgba, np.array([0.1, 0.0, 0.2]), SMALL, 0, progress=False)

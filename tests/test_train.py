@@ -29,9 +29,14 @@ def tiny_cfg(**overrides) -> FinetuneConfig:
     return FinetuneConfig(**(values | overrides))
 
 
+def _fresh():
+    """A new dummy model, as conftest's `dummy_components` but not shared: `train.fit` changes its weights in place."""
+    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
+
+
 @pytest.fixture
 def setup():
-    components = models.build_dummy_components(seed=0, prediction_type="v_prediction")
+    components = _fresh()
     views = fake_views()
     return components, views, autoencoder.encode_views(components.vae, views)
 
@@ -56,26 +61,21 @@ def test_two_real_steps_change_the_trained_weights_only(setup, tmp_path):
 
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(setup, tmp_path):
     components, views, latents = setup
-    fresh = lambda: models.build_dummy_components(seed=0, prediction_type="v_prediction")  # noqa: E731
     cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
-    straight = train.fit(fresh(), views, latents, cfg, tmp_path / "a", progress=False)
+    straight = train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False)
 
     def killed_at(components, step):
         raise KeyboardInterrupt(f"simulated kill after the checkpoint of step {step}")
 
     with pytest.raises(KeyboardInterrupt):
-        train.fit(fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=killed_at)
+        train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=killed_at)
     assert train.latest_checkpoint(tmp_path / "b").name == "step_000002.pt"
-    resumed = train.fit(fresh(), views, latents, cfg, tmp_path / "b", progress=False)
+    resumed = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False)
     assert resumed.resumed_from_step == 2
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
     a, b = weights(straight.components), weights(resumed.components)
     for key in a:
         assert torch.equal(a[key], b[key]), key
-
-
-def _fresh():
-    return models.build_dummy_components(seed=0, prediction_type="v_prediction")
 
 
 def test_a_checkpoint_with_other_settings_starts_afresh(setup, tmp_path, caplog):
@@ -152,13 +152,12 @@ def test_a_planted_pickle_checkpoint_is_refused(setup, tmp_path):
 
 def test_a_finished_run_can_be_extended(setup, tmp_path):
     components, views, latents = setup
-    fresh = lambda: models.build_dummy_components(seed=0, prediction_type="v_prediction")  # noqa: E731
-    straight = train.fit(fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "a", progress=False)
-    train.fit(fresh(), views, latents, tiny_cfg(max_steps=2), tmp_path / "b", progress=False)
-    extended = train.fit(fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "b", progress=False)
+    straight = train.fit(_fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "a", progress=False)
+    train.fit(_fresh(), views, latents, tiny_cfg(max_steps=2), tmp_path / "b", progress=False)
+    extended = train.fit(_fresh(), views, latents, tiny_cfg(max_steps=4), tmp_path / "b", progress=False)
     assert extended.resumed_from_step == 2
     assert [r["loss"] for r in extended.history] == [r["loss"] for r in straight.history]
-    shorter = train.fit(fresh(), views, latents, tiny_cfg(max_steps=1), tmp_path / "b", progress=False)
+    shorter = train.fit(_fresh(), views, latents, tiny_cfg(max_steps=1), tmp_path / "b", progress=False)
     assert shorter.resumed_from_step == 0  # a checkpoint past max_steps is not resumed: the run starts afresh
 
 
@@ -205,14 +204,12 @@ def test_targets_follow_the_prediction_type(setup):
 
 def test_a_resumed_run_keeps_what_the_checkpoint_callback_drew_before_the_kill(setup, tmp_path, monkeypatch):
     """Previews drawn at checkpoints before a kill are restored on resume (stage 02's figure covers the whole run)."""
-    from zero1to3 import sample
-
     components, views, latents = setup
     cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
     batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
 
     def previews():
-        return sample.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
+        return train.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
 
     straight = previews()
     train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False, on_checkpoint=straight)

@@ -2,8 +2,9 @@
 
 `run` is the only reader of `params.yaml` (the stage entry point, as `main()` in
 iterative/example-get-started); every library function takes explicit arguments or a config.
-`sample IMAGE ...` generates the view of one image from a relative camera (stage 03's command);
-its arguments and work live in `zero1to3.pipeline`, beside the pipeline they drive.
+`sample IMAGE ...` generates the view of one image from a relative camera with `pipeline.Zero123Pipeline`.
+Imports of torch and the model code are inside the `sample` functions: `run` only starts a kernel, and
+loading torch first would add seconds to every stage's start for nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ STAGES = {
     "sjc": "04_sjc.ipynb",
     "evaluate": "05_evaluate.ipynb",
 }
+GIF_FRAME_MS = 200  # `sample --azimuth-sweep`: a 12-view turntable loops in 2.4 s, slow enough to follow
 KERNEL_NAME = "zero1to3"  # registered by the set-up (`make setup`), with HF_HUB_OFFLINE=1 in its environment
 
 logger = logging.getLogger(__name__)
@@ -62,11 +64,14 @@ def read_params(path: str | Path, stage: str) -> dict[str, Any]:
     return params[stage]
 
 
-def run_stage(stage: str, params_path: str | Path, output_notebook: str | Path | None = None) -> Path:
+def run_stage(
+    stage: str, params_path: str | Path, output_notebook: str | Path | None = None, execution_timeout: int | None = None
+) -> Path:
     """Execute `notebooks/<NN_stage>.ipynb` by papermill with the stage's parameters.
 
     The executed copy (parameters injected, outputs kept) goes to `results/notebooks/` unless
     `output_notebook` says otherwise; the notebook runs with the repository root as working folder.
+    `execution_timeout` is the seconds one cell may run before the stage fails (None: no limit).
     """
     import papermill as pm
     from jupyter_client.kernelspec import KernelSpecManager
@@ -80,7 +85,8 @@ def run_stage(stage: str, params_path: str | Path, output_notebook: str | Path |
     source = root / "notebooks" / STAGES[stage]
     output = Path(output_notebook) if output_notebook else root / "results" / "notebooks" / STAGES[stage]
     output.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(source, output, parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(root), log_output=True)
+    pm.execute_notebook(source, output, parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(root), log_output=True,
+                        execution_timeout=execution_timeout)  # fmt: skip
     return output
 
 
@@ -94,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = sub.add_parser("sample", help="generate novel views of one image (see `sample --help`)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sample"]:  # only this command loads torch and diffusers; `run` starts a kernel instead
-        from zero1to3 import pipeline
-
-        pipeline.add_sample_arguments(sample)
+        add_sample_arguments(sample)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
@@ -109,10 +113,99 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         logger.info("executed notebook written to %s", out)
     elif args.command == "sample":
-        from zero1to3 import pipeline
-
-        return pipeline.sample_command(args)
+        return sample_command(args)
     return 0
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m zero1to3 sample`."""
+    from zero1to3 import pipeline  # torch and diffusers: only this command needs them (`run` starts a kernel)
+
+    model, fraction = pipeline.DEFAULT_MODEL, pipeline.DEFAULT_OBJECT_FRACTION
+
+    parser.description = "Generate the view of IMAGE from a camera moved by the given offsets (Zero-1-to-3)."
+    parser.add_argument("image", help="input image: RGBA with a transparent background, or RGB on a plain backdrop")
+    parser.add_argument("--model", default=model, help=f"model folder from stage 02 (default: {model})")
+    parser.add_argument("--polar-deg", type=float, default=0.0, help="polar offset in degrees; > 0 looks from lower")
+    parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth offset in degrees (counter-clockwise)")
+    parser.add_argument(
+        "--radius", type=float, default=0.0,
+        help="distance offset in scene units; > 0 moves away; within the training range (paper's: +-0.7)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--azimuth-sweep", type=int, default=0, metavar="N",
+        help="N views at azimuths --azimuth-deg + k*360/N: --out gets them as one strip, OUT.gif animates them",
+    )  # fmt: skip
+    parser.add_argument("--out", required=True, help="output PNG path")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    parser.add_argument(
+        "--guidance-scale", type=float, default=3.0, help="classifier-free guidance, >= 1 (1: none; default: 3.0)"
+    )
+    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: 1.0, the paper's)")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--no-pose", action="store_true", help="sample with a zero pose (the no-pose baseline model)")
+    parser.add_argument(
+        "--object-fraction", type=float, default=fraction,
+        help=f"share of the frame the object's longer side takes (default: {fraction}, as the renders)",
+    )  # fmt: skip
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    """Run `sample`; a user error (missing model, unreadable image, bad value) is one line on stderr and exit 2."""
+    try:
+        written = _sample(args)
+    except (OSError, ValueError) as err:
+        print(f"zero1to3 sample: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    logger.info("wrote %s", ", ".join(str(p) for p in written))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> list[Path]:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from zero1to3 import figures, inputs, pipeline
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png path, got {out}")
+    if args.azimuth_sweep < 0:
+        raise ValueError(f"--azimuth-sweep must be >= 0 (0: a single view), got {args.azimuth_sweep}")
+    image = inputs.load_image(args.image)  # a missing or unreadable image fails before the weights load
+    try:
+        pipe = pipeline.Zero123Pipeline.from_pretrained(args.model)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} (stage 02 writes {pipeline.DEFAULT_MODEL}; or pass --model FOLDER)") from err
+    pipeline.warn_if_trained_without_pose(Path(args.model), args.no_pose)
+    try:
+        prepared = pipe.prepare_image(image, args.object_fraction)
+    except ValueError as err:
+        raise ValueError(f"{args.image}: {err}") from err
+    n = args.azimuth_sweep
+    azimuth = [args.azimuth_deg + k * 360.0 / n for k in range(n)] if n else args.azimuth_deg
+    result = pipe(
+        prepared, args.polar_deg, azimuth, args.radius, num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale, eta=args.eta, generator=torch.Generator().manual_seed(args.seed),
+        use_pose=not args.no_pose, progress=True,
+    )  # fmt: skip
+    if not n:
+        _write_image(out, result.images[0])
+        return [out]
+    strip = Image.fromarray(np.concatenate(pipeline.to_uint8(result.array), axis=1))  # (S, N * S, 3): left to right
+    _write_image(out, strip)
+    gif = figures.save_gif(result.array, out.with_suffix(".gif"), fps=1000.0 / GIF_FRAME_MS, scale=1)
+    return [out, gif]
+
+
+def _write_image(path: Path, image: Any) -> None:
+    """A PIL image as PNG, atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    files.write_bytes_atomic(path, buffer.getvalue())
 
 
 if __name__ == "__main__":

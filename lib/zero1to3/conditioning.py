@@ -32,9 +32,6 @@ POSE_DIM = 4
 CFG_DROPOUT_PROB = 0.05
 """`uncond` of the paper's config: each of the three dropout cases happens with this probability (spec 3.2)."""
 
-CC_PROJECTION_LR_MULTIPLIER = 10.0
-"""The paper trains `cc_projection` at 10x the UNet learning rate (`configure_optimizers`, spec 3.5)."""
-
 
 class CCProjection(nn.Module):
     """`cc_projection` of the paper: Linear(clip_dim + 4 -> clip_dim) on `[clip_embedding | pose]`.
@@ -175,3 +172,35 @@ def unet_input(
 ) -> Float[Tensor, "B C2 h w"]:
     """UNet input of the paper: noisy latent in channels 0..C-1, input-view latent in C..2C-1 (spec 3.2)."""
     return torch.cat([noisy_latents, concat_latents], dim=1)  # (B, 2C, h, w)
+
+
+def guided_prediction(
+    unet: nn.Module,
+    noisy_latents: Float[Tensor, "B C h w"],
+    timesteps: Tensor,
+    cond: Conditioning,
+    guidance_scale: float,
+) -> Float[Tensor, "B C h w"]:
+    """The UNet's output under classifier-free guidance, `out_u + s (out_c - out_u)` (spec 4.4), in one batched call.
+
+    The unconditional branch is `unconditional_conditioning(cond)`; both branches run as one batch of 2B.
+    At `guidance_scale` 1 the mix is the conditional output alone, so only that branch runs. Sampling
+    (`sample.sample_novel_views`) and SJC's score (`guidance.score`) both call this.
+
+    Args:
+        unet: The Zero-1-to-3 UNet (2C input channels).
+        noisy_latents: z_t, already scaled for the scheduler's input if it needs that.
+        timesteps: A scalar timestep for the whole batch, or one per sample, `(B,)`.
+        cond: The conditional branch (`build_conditioning`).
+        guidance_scale: The weight s.
+    """
+    if guidance_scale == 1.0:
+        unet_in = unet_input(noisy_latents, cond.concat_latents)
+        return unet(unet_in, timesteps, encoder_hidden_states=cond.encoder_hidden_states).sample
+    uncond = unconditional_conditioning(cond)
+    unet_in = unet_input(torch.cat([noisy_latents, noisy_latents]), torch.cat([uncond.concat_latents,
+                         cond.concat_latents]))  # fmt: skip
+    context = torch.cat([uncond.encoder_hidden_states, cond.encoder_hidden_states])  # (2B, 1, D)
+    t = torch.cat([timesteps, timesteps]) if timesteps.ndim else timesteps
+    out_uncond, out_cond = unet(unet_in, t, encoder_hidden_states=context).sample.chunk(2)
+    return out_uncond + guidance_scale * (out_cond - out_uncond)

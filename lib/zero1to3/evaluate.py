@@ -27,14 +27,16 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import trimesh
-from jaxtyping import Int, UInt8
+from jaxtyping import Float, Int, UInt8
 
-from zero1to3 import data
+from zero1to3 import data, models, outputs
 from zero1to3 import metrics as zmetrics
 
 logger = logging.getLogger(__name__)
@@ -307,6 +309,60 @@ def best_and_worst(
     k = min(k, len(values))
     worst = np.argsort(goodness, kind="stable")[:k]  # worst first; ties in object order
     return order[:k].astype(np.int64), worst.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distribution distance (an offline stand-in for FID)
+
+
+def encoder_features(
+    components: models.Zero123Components,
+) -> Callable[[Float[np.ndarray, "N H W 3"]], Float[np.ndarray, "N D"]]:
+    """`(N, H, W, 3)` images in [0, 1] -> `(N, D)` projected embeddings of the model's own image encoder.
+
+    The offline Fréchet stand-in for FID (`frechet_distances`, `metrics.frechet_feature_distance`).
+    """
+
+    @torch.no_grad()
+    def features(images: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(images)).float().permute(0, 3, 1, 2) * 2.0 - 1.0
+        out = [models.encode_clip_image(components.image_encoder, components.feature_extractor, x[i : i + 256])
+               for i in range(0, len(x), 256)]  # fmt: skip
+        return torch.cat(out).numpy()
+
+    return features
+
+
+def frechet_distances(
+    samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]],
+    features: Callable[[np.ndarray], np.ndarray],
+    name: str = "tiny_clip",
+) -> dict[str, float]:
+    """Fréchet distance of each method's views to the true views, in `features` space, per set and pooled.
+
+    Keys `<set>/<method>` (sets with more images than feature dimensions only: below that the covariance is
+    singular and the distance meaningless) and `all/<method>` over every set together. The `copy_input`
+    control (the input view, once per target) is included.
+    """
+    pools: dict[str, dict[str, list[np.ndarray]]] = {}
+    for views, predictions in samples.values():
+        truth = views.target_rgb.reshape(-1, *views.target_rgba.shape[-3:-1], 3)
+        copies = np.repeat(views.input_rgb, views.target_rgba.shape[1], axis=0)
+        methods = {m: p.reshape(truth.shape) / 255.0 for m, p in predictions.items()} | {"copy_input": copies}
+        for method, images in methods.items():
+            pool = pools.setdefault(method, {"pred": [], "truth": []})
+            pool["pred"].append(images)
+            pool["truth"].append(truth)
+    dim = features(pools[next(iter(pools))]["truth"][0][:2]).shape[1]
+    out = {}
+    for method, pool in pools.items():
+        parts = list(zip(samples, pool["pred"], pool["truth"], strict=True))
+        parts.append(("all", np.concatenate(pool["pred"]), np.concatenate(pool["truth"])))
+        for set_name, pred, truth in parts:
+            if len(truth) > dim:
+                out[f"{set_name}/{method}"] = zmetrics.frechet_feature_distance(pred, truth, features, name)[
+                    f"frechet_{name}"]  # fmt: skip
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -50,6 +50,21 @@ class ScoreOutput:
 
 
 @torch.no_grad()
+def white_latent(components: models.Zero123Components) -> Float[Tensor, "C h w"]:
+    """Scaled latent of an all-white image: the background SJC composites its field on (spec 5.2)."""
+    size = int(components.vae.config.sample_size)
+    white = torch.ones(1, 3, size, size, device=components.vae.device)
+    return components.vae.config.scaling_factor * models.encode_condition_latents(components.vae, white)[0]
+
+
+@torch.no_grad()
+def decode(components: models.Zero123Components, latents: Float[Tensor, "B C h w"]) -> Float[Tensor, "B 3 H W"]:
+    """Scaled latents (rendered by the field) -> images in [0, 1], by the model's VAE decoder."""
+    images = models.decode_latents(components.vae, latents.to(components.vae.device))
+    return (images.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+@torch.no_grad()
 def encode_input_view(components: models.Zero123Components, image: Float[Tensor, "1 3 H W"]) -> InputViewConditioning:
     """CLIP embedding and concat latent of the input view (in [-1, 1] on white)."""
     image = image.to(components.unet.device)
@@ -115,11 +130,7 @@ def score(
     clip = cond.clip_embeds.expand(bsz, -1)
     concat = cond.concat_latents.expand(bsz, -1, -1, -1)
     c = conditioning.build_conditioning(clip, poses, concat, components.cc_projection, use_pose=use_pose)
-    u = conditioning.unconditional_conditioning(c)
-    unet_in = conditioning.unet_input(torch.cat([z_t, z_t]), torch.cat([u.concat_latents, c.concat_latents]))
-    context = torch.cat([u.encoder_hidden_states, c.encoder_hidden_states])  # (2B, 1, D)
-    out_u, out_c = components.unet(unet_in, torch.cat([t, t]).to(device), encoder_hidden_states=context).sample.chunk(2)
-    out = out_u + guidance_scale * (out_c - out_u)
+    out = conditioning.guided_prediction(components.unet, z_t, t.to(device), c, guidance_scale)
     eps_hat = epsilon_from_output(out, z_t, alpha_bar, components.scheduler.config.prediction_type)
     return ScoreOutput(eps_hat - xi, t.to(torch.float32))
 

@@ -133,6 +133,12 @@ class Zero123Components:
         return {"vae": self.vae, "unet": self.unet, "image_encoder": self.image_encoder,
                 "cc_projection": self.cc_projection}  # fmt: skip
 
+    def eval(self) -> Zero123Components:
+        """Put every network in eval mode (in place) and return self, as `nn.Module.eval`."""
+        for module in self.modules().values():
+            module.eval()
+        return self
+
     def to(self, device: str | torch.device) -> Zero123Components:
         """Move every network to `device` (in place) and return self."""
         for module in self.modules().values():

@@ -127,9 +127,21 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def _object_seed_sequence(seed: int, object_id: str) -> np.random.SeedSequence:
+    """The one per-object seed: the id enters through its crc32, mixed with the stage seed by numpy's SeedSequence."""
+    if seed < 0:
+        raise ValueError(f"`seed` must be >= 0, got {seed}")
+    return np.random.SeedSequence([seed, zlib.crc32(object_id.encode())])
+
+
 def object_seed(seed: int, object_id: str) -> np.random.Generator:
-    """The object's own generator: depends on the stage seed and the id, not on render order."""
-    return np.random.default_rng([seed, zlib.crc32(object_id.encode())])
+    """The object's own numpy generator: depends on the stage seed and the id, not on order or batching."""
+    return np.random.default_rng(_object_seed_sequence(seed, object_id))
+
+
+def object_seed_value(seed: int, object_id: str) -> int:
+    """The same per-object seed as one 64-bit integer, for a torch generator (`torch.Generator().manual_seed`)."""
+    return int(_object_seed_sequence(seed, object_id).generate_state(1, np.uint64)[0])
 
 
 class MeshError(ValueError):

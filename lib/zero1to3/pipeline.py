@@ -15,14 +15,10 @@ the paper's pose projection would be silently dropped. Saving and loading theref
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import io
 import json
 import logging
 import math
-import sys
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +30,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from zero1to3 import cameras, data, files, inputs, models, sample
+from zero1to3 import cameras, data, inputs, models, objects, outputs, sample
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +39,6 @@ DEFAULT_MODEL = "models/finetune/pose/model"  # stage 02's pose-conditioned mode
 # (0.625 for train, test and zero-shot objects alike, 40 of 64 px). The paper's demo uses 200/256 = 0.78
 # (spec 4.2), which is larger than its own renders; we match the renders the model was trained on.
 DEFAULT_OBJECT_FRACTION = 0.625
-GIF_FRAME_MS = 200  # a 12-view turntable loops in 2.4 s: slow enough to follow one face round
 TRAINING_RECORD = "training.json"  # stage 02 writes it into the model folder (train.fit)
 # Camera distances of the training views when the model folder does not record them (released weights):
 # the paper's renders (blender_script.py), so radius offsets within +-0.7.
@@ -100,9 +95,7 @@ class Zero123Pipeline:
             camera_radius_source: Where `camera_radius` comes from, for error messages.
         """
         lo, hi = _check_camera_radius(camera_radius, camera_radius_source)
-        for module in components.modules().values():
-            module.eval()
-        self._components = components
+        self._components = components.eval()
         self.camera_radius = (lo, hi)
         self.camera_radius_source = camera_radius_source
 
@@ -133,7 +126,7 @@ class Zero123Pipeline:
         """
         folder = Path(folder)
         components = models.Zero123Components.load_pretrained(folder)
-        record = _training_record(folder)
+        record = training_record(folder)
         if record.get("camera_radius") is None:
             return cls(components)
         source = f"camera_radius in {folder / TRAINING_RECORD}"
@@ -284,15 +277,6 @@ def to_uint8(images: Float[np.ndarray, "*B H W 3"]) -> UInt8[np.ndarray, "*B H W
     return (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def object_generator(seed: int, object_id: str) -> torch.Generator:
-    """A torch generator of its own per object: depends on `seed` and the id, not on the other objects."""
-    if seed < 0:
-        raise ValueError(f"`seed` must be >= 0, got {seed}")
-    # As objects.object_seed: the id enters through its crc32, mixed with the seed by numpy's SeedSequence.
-    state = np.random.SeedSequence([seed, zlib.crc32(object_id.encode())]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
 def generate_views(
     components: models.Zero123Components,
     input_rgba: UInt8[np.ndarray, "N H W 4"],
@@ -309,7 +293,7 @@ def generate_views(
 ) -> UInt8[np.ndarray, "N T H W 3"]:
     """Each object's T target views from its input view: one `sample_novel_views` call per object.
 
-    The noise of object i comes from `object_generator(seed, object_ids[i])` and its batch holds only its
+    The noise of object i is seeded by `objects.object_seed_value(seed, object_ids[i])` and its batch holds only its
     own T poses, so its views do not depend on which other objects are in the call, or their order.
 
     Args:
@@ -338,8 +322,7 @@ def generate_views(
         )
     if input_rgba.shape[1:3] != (size, size):
         raise ValueError(f"`input_rgba` must be {size}x{size} for this model, got {input_rgba.shape[1:3]}")
-    for module in components.modules().values():
-        module.eval()
+    components.eval()
     num_targets = target_centers.shape[1]
     out = np.zeros((n, num_targets, size, size, 3), np.uint8)
     for i, object_id in enumerate(tqdm(object_ids, desc="objects", disable=not progress)):
@@ -348,102 +331,62 @@ def generate_views(
         images = data.to_model_images(input_rgba[i])[None].expand(num_targets, -1, -1, -1)  # (T, 3, S, S)
         result = sample.sample_novel_views(
             components, images, torch.from_numpy(np.ascontiguousarray(poses)), num_steps, guidance_scale, eta,
-            object_generator(seed, object_id), use_pose=use_pose,
+            torch.Generator().manual_seed(objects.object_seed_value(seed, object_id)), use_pose=use_pose,
         )  # fmt: skip
         out[i] = to_uint8(result.images.permute(0, 2, 3, 1).cpu().numpy())  # (T, S, S, 3)
     return out
 
 
-def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `python -m zero1to3 sample`."""
-    parser.description = "Generate the view of IMAGE from a camera moved by the given offsets (Zero-1-to-3)."
-    parser.add_argument("image", help="input image: RGBA with a transparent background, or RGB on a plain backdrop")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder from stage 02 (default: {DEFAULT_MODEL})")
-    parser.add_argument("--polar-deg", type=float, default=0.0, help="polar offset in degrees; > 0 looks from lower")
-    parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth offset in degrees (counter-clockwise)")
-    parser.add_argument(
-        "--radius", type=float, default=0.0,
-        help="distance offset in scene units; > 0 moves away; within the training range (paper's: +-0.7)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--azimuth-sweep", type=int, default=0, metavar="N",
-        help="N views at azimuths --azimuth-deg + k*360/N: --out gets them as one strip, OUT.gif animates them",
-    )  # fmt: skip
-    parser.add_argument("--out", required=True, help="output PNG path")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    parser.add_argument(
-        "--guidance-scale", type=float, default=3.0, help="classifier-free guidance, >= 1 (1: none; default: 3.0)"
-    )
-    parser.add_argument("--eta", type=float, default=1.0, help="DDIM eta in [0, 1] (default: 1.0, the paper's)")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    parser.add_argument("--no-pose", action="store_true", help="sample with a zero pose (the no-pose baseline model)")
-    parser.add_argument(
-        "--object-fraction", type=float, default=DEFAULT_OBJECT_FRACTION,
-        help=f"share of the frame the object's longer side takes (default: {DEFAULT_OBJECT_FRACTION}, as the renders)",
-    )  # fmt: skip
+def sampler_sweep_row(
+    components: models.Zero123Components, views: outputs.HeldOutViews, index: int, scales: list[float],
+    seeds: list[int], num_steps: int, eta: float,
+) -> Float[np.ndarray, "K H W 3"]:  # fmt: skip
+    """Input and first true target of object `index`, then its first target drawn at each (guidance scale, seed)."""
+    if len(scales) != len(seeds):
+        raise ValueError(f"one seed per guidance scale: {len(scales)} scales, {len(seeds)} seeds")
+    cells = [data.composite_on_white(views.input_rgba[index]), data.composite_on_white(views.target_rgba[index, 0])]
+    for scale, seed in zip(scales, seeds, strict=True):
+        out = generate_views(
+            components, views.input_rgba[index : index + 1], views.input_centers[index : index + 1],
+            views.target_centers[index : index + 1, :1], [views.object_ids[index]], num_steps, scale, eta, seed,
+            progress=False,
+        )  # fmt: skip
+        cells.append(out[0, 0] / 255.0)
+    return np.stack(cells)
 
 
-def sample_command(args: argparse.Namespace) -> int:
-    """Run `sample`; a user error (missing model, unreadable image, bad value) is one line on stderr and exit 2."""
-    try:
-        written = _sample(args)
-    except (OSError, ValueError) as err:
-        print(f"zero1to3 sample: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    logger.info("wrote %s", ", ".join(str(p) for p in written))
-    return 0
+def camera_sliders(
+    pipe: Zero123Pipeline, views: outputs.HeldOutViews, num_steps: int, guidance_scale: float, eta: float, seed: int
+) -> Any:
+    """Sliders for polar, azimuth and radius offsets that redraw the view (Jupyter; under papermill: one draw)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def draw(obj: str, polar: float, azimuth: float, radius: float) -> None:
+        i = views.object_ids.index(obj)
+        out = pipe(data.to_model_images(views.input_rgba[i])[None], polar_deg=[polar], azimuth_deg=[azimuth],
+                   radius=[radius], num_inference_steps=num_steps, guidance_scale=guidance_scale, eta=eta,
+                   generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        fig, axes = plt.subplots(1, 2, figsize=(4, 2))
+        shown = [data.composite_on_white(views.input_rgba[i]), out.array[0]]
+        for ax, img, title in zip(axes, shown, ["input", "view"], strict=True):
+            ax.imshow(img)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        plt.show()
+
+    limit = round(pipe.radius_offset_limit, 2)
+    return widgets.interact(draw, obj=views.object_ids, polar=(-90.0, 90.0, 5.0), azimuth=(-180.0, 180.0, 10.0),
+                            radius=(-limit, limit, 0.05))  # fmt: skip
 
 
-def _sample(args: argparse.Namespace) -> list[Path]:
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out must be a .png path, got {out}")
-    if args.azimuth_sweep < 0:
-        raise ValueError(f"--azimuth-sweep must be >= 0 (0: a single view), got {args.azimuth_sweep}")
-    image = inputs.load_image(args.image)  # a missing or unreadable image fails before the weights load
-    try:
-        pipe = Zero123Pipeline.from_pretrained(args.model)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err} (stage 02 writes {DEFAULT_MODEL}; or pass --model FOLDER)") from err
-    _warn_if_trained_without_pose(Path(args.model), args.no_pose)
-    try:
-        prepared = pipe.prepare_image(image, args.object_fraction)
-    except ValueError as err:
-        raise ValueError(f"{args.image}: {err}") from err
-    n = args.azimuth_sweep
-    azimuth = [args.azimuth_deg + k * 360.0 / n for k in range(n)] if n else args.azimuth_deg
-    result = pipe(
-        prepared, args.polar_deg, azimuth, args.radius, num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale, eta=args.eta, generator=torch.Generator().manual_seed(args.seed),
-        use_pose=not args.no_pose, progress=True,
-    )  # fmt: skip
-    if not n:
-        _write_image(out, result.images[0])
-        return [out]
-    strip = Image.fromarray(np.concatenate(to_uint8(result.array), axis=1))  # (S, N * S, 3): views left to right
-    _write_image(out, strip)
-    gif = out.with_suffix(".gif")
-    buffer = io.BytesIO()
-    result.images[0].save(
-        buffer, format="GIF", save_all=True, append_images=result.images[1:], duration=GIF_FRAME_MS, loop=0
-    )
-    files.write_bytes_atomic(gif, buffer.getvalue())
-    return [out, gif]
-
-
-def _write_image(path: Path, image: Image.Image) -> None:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    files.write_bytes_atomic(path, buffer.getvalue())
-
-
-def _warn_if_trained_without_pose(folder: Path, no_pose: bool) -> None:
+def warn_if_trained_without_pose(folder: Path, no_pose: bool) -> None:
     """Stage 02's no-pose model never saw a pose: sampling it with one is not the baseline (say so)."""
-    if not no_pose and _training_record(folder).get("config", {}).get("use_pose") is False:
+    if not no_pose and training_record(folder).get("config", {}).get("use_pose") is False:
         logger.warning("%s was trained without poses (training.json: use_pose false); pass --no-pose", folder)
 
 
-def _training_record(folder: Path) -> dict[str, Any]:
+def training_record(folder: Path) -> dict[str, Any]:
     """The model folder's `training.json` (stage 02's record), or {} when there is none (released weights)."""
     path = folder / TRAINING_RECORD
     if not path.is_file():

@@ -10,9 +10,7 @@ uses eta = 1), starting from Gaussian noise drawn from the caller's generator.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -72,18 +70,11 @@ def sample_novel_views(
         raise ValueError(f"`input_images` must be {size}x{size} for this model, got {tuple(input_images.shape[-2:])}")
     device = components.unet.device
     images, poses = input_images.to(device), poses.to(device)
-    do_cfg = guidance_scale != 1.0
 
     # 2. Encode conditioning: CLIP + pose -> context; the input view's unscaled posterior mean -> concat.
     clip = models.encode_clip_image(components.image_encoder, components.feature_extractor, images)
     concat = models.encode_condition_latents(components.vae, images)
     cond = conditioning.build_conditioning(clip, poses, concat, components.cc_projection, use_pose=use_pose)
-    if do_cfg:
-        uncond = conditioning.unconditional_conditioning(cond)
-        context = torch.cat([uncond.encoder_hidden_states, cond.encoder_hidden_states])  # (2B, 1, D)
-        concat_in = torch.cat([uncond.concat_latents, cond.concat_latents])  # (2B, C, h, w)
-    else:
-        context, concat_in = cond.encoder_hidden_states, cond.concat_latents
 
     # 3. Set timesteps
     scheduler = models.make_ddim_scheduler(components.scheduler)
@@ -92,56 +83,12 @@ def sample_novel_views(
     # 4. Prepare the initial noise
     latents = torch.randn(concat.shape, generator=generator).to(device) * scheduler.init_noise_sigma
 
-    # 5. Denoising loop with classifier-free guidance
+    # 5. Denoising loop with classifier-free guidance (both branches in one UNet call; scale 1: conditional only)
     for t in tqdm(scheduler.timesteps, desc="ddim", disable=not progress, leave=False):
-        model_in = torch.cat([latents, latents]) if do_cfg else latents
-        unet_in = conditioning.unet_input(scheduler.scale_model_input(model_in, t), concat_in)
-        out = components.unet(unet_in, t, encoder_hidden_states=context).sample
-        if do_cfg:
-            out_uncond, out_cond = out.chunk(2)
-            out = out_uncond + guidance_scale * (out_cond - out_uncond)
+        model_in = scheduler.scale_model_input(latents, t)
+        out = conditioning.guided_prediction(components.unet, model_in, t, cond, guidance_scale)
         latents = scheduler.step(out, t, latents, eta=eta, generator=generator).prev_sample
 
     # 6. Decode to images in [0, 1]
     decoded = models.decode_latents(components.vae, latents)
     return SampleOutput(((decoded + 1.0) / 2.0).clamp(0.0, 1.0), latents, poses)
-
-
-class CheckpointPreviews:
-    """Draws the same held-out pairs at every training checkpoint (pass it as `train.fit(on_checkpoint=...)`).
-
-    Keeps `images[step]` as `(N, H, W, 3)` arrays in [0, 1], for a figure of validation views over training.
-    """
-
-    def __init__(
-        self,
-        input_images: Float[Tensor, "N 3 H W"],
-        poses: Float[Tensor, "N 4"],
-        num_steps: int,
-        guidance_scale: float,
-        seed: int,
-        use_pose: bool = True,
-    ) -> None:
-        self.input_images, self.poses = input_images, poses
-        self.num_steps, self.guidance_scale, self.seed, self.use_pose = num_steps, guidance_scale, seed, use_pose
-        self.images: dict[int, np.ndarray] = {}
-
-    def __call__(self, components: models.Zero123Components, step: int) -> None:
-        was_training = {name: m.training for name, m in components.modules().items()}
-        for module in components.modules().values():
-            module.eval()
-        out = sample_novel_views(
-            components, self.input_images, self.poses, self.num_steps, self.guidance_scale, eta=1.0,
-            generator=torch.Generator().manual_seed(self.seed), use_pose=self.use_pose,
-        )  # fmt: skip
-        self.images[step] = out.images.permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3)
-        for name, module in components.modules().items():
-            module.train(was_training[name])
-
-    def state_dict(self) -> dict[str, Any]:
-        """The images drawn so far (`train.fit` stores them beside each checkpoint, so a resumed run keeps them)."""
-        return {"images": {step: torch.from_numpy(images) for step, images in self.images.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the images of a killed run's checkpoints."""
-        self.images = {int(step): images.numpy() for step, images in state["images"].items()}

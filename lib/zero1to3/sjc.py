@@ -89,14 +89,6 @@ class _InputView:
     background: Float[Tensor, "h w C"]  # scaled latent of a white image, composited behind the field
 
 
-def white_latent(components: models.Zero123Components) -> Float[Tensor, "C h w"]:
-    """Scaled latent of an all-white image: the background the field is composited on (spec 5.2)."""
-    size = int(components.vae.config.sample_size)
-    white = torch.ones(1, 3, size, size, device=components.vae.device)
-    with torch.no_grad():
-        return components.vae.config.scaling_factor * models.encode_condition_latents(components.vae, white)[0]
-
-
 def _encode_input(components: models.Zero123Components, rgba: UInt8[np.ndarray, "H W 4"]) -> _InputView:
     size = int(components.vae.config.sample_size)
     if rgba.shape[:2] != (size, size):
@@ -106,7 +98,7 @@ def _encode_input(components: models.Zero123Components, rgba: UInt8[np.ndarray, 
     latent = components.vae.config.scaling_factor * cond.concat_latents[0]  # (C, h, w): mode, not a sample
     alpha = torch.from_numpy(rgba[..., 3].astype(np.float32) / 255.0)[None, None]
     mask = F.interpolate(alpha, size=latent.shape[-2:], mode="area")[0, 0].to(latent.device)  # (h, w)
-    return _InputView(cond, latent, mask, white_latent(components).permute(1, 2, 0))
+    return _InputView(cond, latent, mask, guidance.white_latent(components).permute(1, 2, 0))
 
 
 def sample_cameras(
@@ -385,11 +377,10 @@ def render_turntable(
         raise ValueError(f"`num_frames` must be >= 1, got {num_frames}")
     azimuth_rad = np.linspace(0.0, 2.0 * np.pi, num_frames, endpoint=False)
     centers = cameras.spherical_to_cartesian(np.radians(polar_deg), azimuth_rad, radius)  # (F, 3)
-    background = white_latent(components)  # (C, h, w)
+    background = guidance.white_latent(components)  # (C, h, w)
     out = render_views(field, centers, background.shape[-1], samples_per_ray, background.permute(1, 2, 0),
                        background_depth)  # fmt: skip
-    latents = out.features.permute(0, 3, 1, 2).to(components.vae.device)  # (F, C, h, w)
-    rgb = (models.decode_latents(components.vae, latents).clamp(-1.0, 1.0) + 1.0) / 2.0  # (F, 3, H, W)
+    rgb = guidance.decode(components, out.features.permute(0, 3, 1, 2))  # (F, 3, H, W) in [0, 1]
     return {
         "rgb": rgb.permute(0, 2, 3, 1).cpu().numpy(),
         "depth": out.depth.cpu().numpy(),

@@ -38,7 +38,7 @@ from diffusers.training_utils import EMAModel
 from torch import Tensor
 from tqdm import tqdm
 
-from zero1to3 import checkpoints, conditioning, data, files, fingerprint, models
+from zero1to3 import checkpoints, conditioning, data, files, fingerprint, models, sample
 from zero1to3.autoencoder import LatentTable
 from zero1to3.config import FinetuneConfig, TinyModelSizes
 
@@ -254,9 +254,8 @@ def fit(
 
     # The final model: EMA weights in place, saved as a folder with the training record.
     ema.copy_to([p for m in _ema_modules(components, cfg) for p in m.parameters()])
-    for module in components.modules().values():
+    for module in components.eval().modules().values():
         module.requires_grad_(False)
-        module.eval()
     if accelerator.is_main_process:
         radii = np.linalg.norm(views.camera_centers, axis=-1)
         record = {
@@ -388,8 +387,7 @@ def probe_loss(
     pose than with a shuffled one. No condition dropout; every variant sees identical noise.
     """
     probe_cfg = dataclasses.replace(cfg, cfg_dropout_prob=0.0)
-    for module in components.modules().values():
-        module.eval()
+    components.eval()
     batch = data.sample_pairs(views, num_pairs, torch.Generator().manual_seed(seed))
     shuffle = torch.randperm(num_pairs, generator=torch.Generator().manual_seed(seed + 1))
     variants = {
@@ -417,6 +415,45 @@ def parameter_table(components: models.Zero123Components) -> str:
     rows += [f"| {name} | {count / 1e6:.2f} M |" for name, count in counts.items()]
     rows.append(f"| **total** | **{sum(counts.values()) / 1e6:.2f} M** |")
     return "\n".join(rows)
+
+
+class CheckpointPreviews:
+    """Draws the same held-out pairs at every training checkpoint (pass it as `train.fit(on_checkpoint=...)`).
+
+    Keeps `images[step]` as `(N, H, W, 3)` arrays in [0, 1], for a figure of validation views over training.
+    """
+
+    def __init__(
+        self,
+        input_images: Float[Tensor, "N 3 H W"],
+        poses: Float[Tensor, "N 4"],
+        num_steps: int,
+        guidance_scale: float,
+        seed: int,
+        use_pose: bool = True,
+    ) -> None:
+        self.input_images, self.poses = input_images, poses
+        self.num_steps, self.guidance_scale, self.seed, self.use_pose = num_steps, guidance_scale, seed, use_pose
+        self.images: dict[int, np.ndarray] = {}
+
+    def __call__(self, components: models.Zero123Components, step: int) -> None:
+        was_training = {name: m.training for name, m in components.modules().items()}
+        components.eval()
+        out = sample.sample_novel_views(
+            components, self.input_images, self.poses, self.num_steps, self.guidance_scale, eta=1.0,
+            generator=torch.Generator().manual_seed(self.seed), use_pose=self.use_pose,
+        )  # fmt: skip
+        self.images[step] = out.images.permute(0, 2, 3, 1).cpu().numpy()  # (N, H, W, 3)
+        for name, module in components.modules().items():
+            module.train(was_training[name])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The images drawn so far (`train.fit` stores them beside each checkpoint, so a resumed run keeps them)."""
+        return {"images": {step: torch.from_numpy(images) for step, images in self.images.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the images of a killed run's checkpoints."""
+        self.images = {int(step): images.numpy() for step, images in state["images"].items()}
 
 
 def preview_pairs(views: data.MultiViewSet, num_pairs: int, seed: int) -> data.PairBatch:

@@ -1,0 +1,153 @@
+"""Stage 04's orchestration: reconstruct held-out objects by SJC and SJC-I, resumably, and show the results.
+
+`sjc.reconstruct` is the method (one field from one view); this module runs it over objects and methods
+with a record per run (`reconstruct_object`: reused only when made from the same prior, input, seed and
+config), reads the fields back (`load_field`), draws turntables next to the true meshes
+(`turntable_figure_rows`) and sums up the stage (`stage_metrics`). Files go where `outputs.mesh_path` says.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float, UInt8
+from tqdm import tqdm
+
+from zero1to3 import data, figures, files, models, outputs, sjc, voxel
+from zero1to3.config import SJCConfig
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+"""What `reconstruct_object` writes beside a mesh: settings, identity, seconds, history, mesh_error."""
+
+
+def reconstruct_object(
+    prior: models.Zero123Components, use_pose: bool, rgba: UInt8[np.ndarray, "H W 4"],
+    center: Float[np.ndarray, " 3"], cfg: SJCConfig, seed: int, mesh_file: str | Path, settings: dict[str, Any],
+) -> Record:  # fmt: skip
+    """Reconstruct one object by SJC unless it was done before from the same inputs; write mesh, field, record.
+
+    A finished reconstruction is reused only if its record has the same `settings` and the same run identity
+    (`sjc.run_identity`: the prior model's fingerprint, the input view, seed, method and config); any change,
+    a retrained model included, reconstructs afresh. The field is checkpointed under `<mesh>.checkpoints/`
+    while it trains (a killed run resumes there) and the checkpoints are removed once the mesh and record are
+    written. A field without a surface is recorded with its error (stage 05 counts it as a failure) rather
+    than raised.
+    """
+    mesh_file = Path(mesh_file)
+    record_file, field_file = mesh_file.with_suffix(".json"), mesh_file.with_suffix(".field.pt")
+    identity = sjc.run_identity(prior, rgba, center, cfg, seed, use_pose)
+    if record_file.is_file() and field_file.is_file():
+        record = outputs.load_run_record(record_file)
+        if record.get("settings") == settings and record.get("identity") == identity:
+            return record
+        logger.info("%s was made from other inputs or settings: reconstructing afresh", record_file)
+    checkpoints = mesh_file.with_suffix(".checkpoints")
+    result = sjc.reconstruct(
+        prior, rgba, center, cfg, seed, use_pose=use_pose, checkpoint_dir=checkpoints, identity=identity
+    )
+    mesh_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sjc.export_mesh(result.field, mesh_file)
+        error = None
+    except sjc.EmptyMeshError as err:
+        mesh_file.unlink(missing_ok=True)
+        error = str(err)
+    buffer = io.BytesIO()
+    torch.save(result.field.state_dict(), buffer)
+    files.write_bytes_atomic(field_file, buffer.getvalue())
+    record = {"settings": settings, "identity": identity, "seconds": result.seconds, "history": result.history,
+              "mesh_error": error}  # fmt: skip
+    outputs.save_run_record(record_file, record)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return record
+
+
+def reconstruct_objects(
+    priors: dict[str, models.Zero123Components], data_dir: str | Path, object_ids: list[str], input_view: int,
+    cfg: SJCConfig, seed: int, sjc_dir: str | Path,
+) -> dict[str, dict[str, Record]]:  # fmt: skip
+    """Every object by every method (`{method: prior}`, methods of `outputs.SJC_METHODS`): `{method: {id: record}}`.
+
+    Each object is reconstructed from its view `input_view`, with the same seed for every method, so SJC and
+    SJC-I differ only in their prior.
+    """
+    unknown = set(priors) - set(outputs.SJC_METHODS)
+    if unknown:
+        raise ValueError(f"unknown reconstruction methods {sorted(unknown)}; methods: {list(outputs.SJC_METHODS)}")
+    settings = {"config": cfg.to_dict(), "seed": seed, "input_view": input_view}
+    records: dict[str, dict[str, Record]] = {method: {} for method in priors}
+    for oid in tqdm(object_ids, desc="objects", unit="object"):
+        views = data.load_object(data_dir, oid)
+        for method, prior in priors.items():
+            records[method][oid] = reconstruct_object(
+                prior, outputs.SJC_METHODS[method], views.rgba[input_view], views.camera_centers[input_view], cfg,
+                seed, outputs.mesh_path(sjc_dir, method, oid), settings,
+            )  # fmt: skip
+    return records
+
+
+def load_field(field_file: str | Path, cfg: SJCConfig, latent_channels: int) -> voxel.VoxelField:
+    """The voxel field `reconstruct_object` saved beside a mesh, rebuilt with the run's `SJCConfig`."""
+    field_file = Path(field_file)
+    if not field_file.is_file():
+        raise FileNotFoundError(f"no saved field at {field_file}: run stage 04 first (`dvc repro sjc`)")
+    field = voxel.VoxelField(cfg.resolution, latent_channels, cfg.bound, cfg.density_shift)
+    field.load_state_dict(torch.load(field_file, map_location="cpu", weights_only=True))
+    return field
+
+
+def turntable_figure_rows(
+    prior: models.Zero123Components, method: str, data_dir: str | Path, sjc_dir: str | Path, object_ids: list[str],
+    input_view: int, cfg: SJCConfig, num_frames: int,
+) -> dict[str, Float[np.ndarray, "K H W 3"]]:  # fmt: skip
+    """`figures.turntable_rows` of each object: the field turning (from 60° polar at the input's distance), its
+    depth, the extracted mesh and the true mesh from the same azimuths."""
+    azimuths = list(np.linspace(0.0, 360.0, num_frames, endpoint=False))
+    rows = {}
+    for oid in object_ids:
+        views, mesh_file = data.load_object(data_dir, oid), outputs.mesh_path(sjc_dir, method, oid)
+        field = load_field(mesh_file.with_suffix(".field.pt"), cfg, prior.unet.config.out_channels)
+        radius = float(np.linalg.norm(views.camera_centers[input_view]))
+        spin = sjc.render_turntable(field, prior, num_frames, radius=radius, polar_deg=60.0)
+        shots = [figures.mesh_snapshots(f, azimuths, elevation_deg=30.0, size_px=64)
+                 for f in (mesh_file, data.object_dir(data_dir, oid) / "mesh.obj")]  # fmt: skip
+        rows |= figures.turntable_rows(oid, data.composite_on_white(views.rgba[input_view]), spin, *shots)
+    return rows
+
+
+def loss_histories(records: dict[str, dict[str, Record]], object_ids: list[str]) -> dict[str, list[dict[str, float]]]:
+    """`{"<method> <id>": history}` of the given objects, with `step` = iteration (for `figures.loss_curves`)."""
+    return {f"{method} {oid}": [{"step": row["iteration"]} | row for row in recs[oid]["history"]]
+            for method, recs in records.items() for oid in object_ids}  # fmt: skip
+
+
+def stage_metrics(records: dict[str, dict[str, Record]], cfg: SJCConfig) -> dict[str, float | int]:
+    """Stage 04's metrics: mean seconds per object, objects and empty meshes per method, iterations."""
+    metrics: dict[str, float | int] = {}
+    for method, recs in records.items():
+        metrics[f"{method}/seconds_per_object"] = float(np.mean([r["seconds"] for r in recs.values()]))
+    for method, recs in records.items():
+        metrics[f"{method}/num_objects"] = len(recs)
+    for method, recs in records.items():
+        metrics[f"{method}/num_empty"] = sum(r["mesh_error"] is not None for r in recs.values())
+    metrics["iterations"] = cfg.iterations
+    return metrics
+
+
+def summary_lines(records: dict[str, dict[str, Record]]) -> str:
+    """One markdown line per method: mean and max seconds per object, and how many fields had no surface."""
+    lines = []
+    for method, recs in records.items():
+        seconds = [r["seconds"] for r in recs.values()]
+        empty = sum(r["mesh_error"] is not None for r in recs.values())
+        lines.append(f"- {method}: {np.mean(seconds):.0f} s per object (max {np.max(seconds):.0f} s), "
+                     f"{empty} without a surface")  # fmt: skip
+    return "\n".join(lines)

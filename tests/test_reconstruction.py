@@ -1,0 +1,66 @@
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from zero1to3 import cameras, models, outputs, reconstruction, sjc
+
+DEFAULT_CFG = sjc.SJCConfig.from_dict(yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"])
+
+
+def test_a_finished_reconstruction_is_reused_only_for_the_same_prior_and_input(tmp_path):
+    """Issue 11, item 2: a retrained model (or another input view) reconstructs afresh; the same one is reused."""
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(DEFAULT_CFG, iterations=2, resolution=12, samples_per_ray=12)
+    center = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24] = (200, 40, 40, 255)
+    mesh_file = outputs.mesh_path(tmp_path, "sjc", "box")
+    settings = {"config": cfg.to_dict(), "seed": 0, "input_view": 0}
+    prior = models.build_dummy_components(seed=0, prediction_type="v_prediction")
+
+    def reconstruct(model, image):
+        return reconstruction.reconstruct_object(model, True, image, center, cfg, 0, mesh_file, settings)
+
+    first = reconstruct(prior, rgba)
+    assert reconstruct(prior, rgba)["seconds"] == first["seconds"]  # reused: the same record
+    retrained = models.build_dummy_components(seed=1, prediction_type="v_prediction")
+    second = reconstruct(retrained, rgba)
+    assert second["seconds"] != first["seconds"]
+    assert second["identity"]["prior_fingerprint"] != first["identity"]["prior_fingerprint"]
+    other_input = rgba.copy()
+    other_input[8:24, 8:24, 0] = 40
+    third = reconstruct(retrained, other_input)
+    assert third["identity"]["input_sha256"] != second["identity"]["input_sha256"]
+
+
+def _record(seconds, history_len=2, error=None):
+    history = [{"iteration": i + 1, "loss": 1.0 / (i + 1), "loss_input": 0.5} for i in range(history_len)]
+    return {"seconds": seconds, "history": history, "mesh_error": error}
+
+
+def test_stage_metrics_summary_and_histories_count_every_object():
+    records = {"sjc": {"duck": _record(10.0), "mug": _record(30.0, error="no surface")},
+               "sjc_i": {"duck": _record(20.0), "mug": _record(20.0)}}  # fmt: skip
+    cfg = dataclasses.replace(DEFAULT_CFG, iterations=2)
+    metrics = reconstruction.stage_metrics(records, cfg)
+    assert metrics == {"sjc/seconds_per_object": 20.0, "sjc_i/seconds_per_object": 20.0, "sjc/num_objects": 2,
+                       "sjc_i/num_objects": 2, "sjc/num_empty": 1, "sjc_i/num_empty": 0, "iterations": 2}  # fmt: skip
+    lines = reconstruction.summary_lines(records).splitlines()
+    assert lines == ["- sjc: 20 s per object (max 30 s), 1 without a surface",
+                     "- sjc_i: 20 s per object (max 20 s), 0 without a surface"]  # fmt: skip
+    curves = reconstruction.loss_histories(records, ["mug"])
+    assert list(curves) == ["sjc mug", "sjc_i mug"] and [row["step"] for row in curves["sjc mug"]] == [1, 2]
+
+
+def test_unknown_methods_and_missing_fields_are_explained(tmp_path):
+    with pytest.raises(ValueError, match="unknown reconstruction methods \\['nerf'\\]"):
+        reconstruction.reconstruct_objects(
+            {"nerf": models.build_dummy_components()}, tmp_path, [], 0, DEFAULT_CFG, 0, tmp_path
+        )
+    with pytest.raises(FileNotFoundError, match="dvc repro sjc"):
+        reconstruction.load_field(tmp_path / "duck.field.pt", DEFAULT_CFG, 4)
