@@ -12,7 +12,7 @@ import torch
 import trimesh
 
 from conftest import REPO
-from zero1to3 import data, evaluate, files, metrics
+from zero1to3 import data, evaluate, files, metrics, report
 
 PAPER_RESULTS = REPO / "docs" / "paper-results.md"  # committed: the test runs everywhere, never skips
 H = 8  # image side: the SSIM window shrinks to 7, still the default
@@ -164,7 +164,7 @@ def test_best_and_worst_follow_metric_direction_and_rank_failures_last() -> None
 
 def test_summary_rows_give_mean_and_ci_and_state_exclusions() -> None:
     scores = {"zero123": {"psnr": np.array([14.0, 16.0, math.inf]), "ssim": np.array([0.3, 0.3, 0.3])}}
-    (row,) = evaluate.summary_rows(scores, seed=0, num_resamples=500)
+    (row,) = report.summary_rows(scores, seed=0, num_resamples=500)
     assert row["method"] == "zero123"
     mean, rest = row["psnr"].split(" [")
     assert mean == "15.00" and rest.endswith("] (1 inf excluded)")
@@ -177,19 +177,19 @@ def test_summary_rows_give_mean_and_ci_and_state_exclusions() -> None:
 
 def test_markdown_table_formats_floats_and_escapes_pipes() -> None:
     rows = [{"method": "a|b", "psnr": 14.8213, "n": 3}, {"method": "c", "psnr": math.inf, "n": 4}]
-    table = evaluate.markdown_table(rows, ["method", "psnr"], decimals=2)
+    table = report.markdown_table(rows, ["method", "psnr"], decimals=2)
     assert table == "| method | psnr |\n|---|---|\n| a\\|b | 14.82 |\n| c | inf |\n"
     with pytest.raises(ValueError, match=r"row 0 has no column\(s\) \['ssim'\]"):
-        evaluate.markdown_table(rows, ["method", "ssim"])
+        report.markdown_table(rows, ["method", "ssim"])
 
 
 def test_per_object_rows_select_objects_and_name_columns() -> None:
     scores = _two_methods()
     ids = [f"o{i}" for i in range(12)]
-    rows = evaluate.per_object_rows(scores, ids, ["psnr"], indices=np.array([3, 0]))
+    rows = report.per_object_rows(scores, ids, ["psnr"], indices=np.array([3, 0]))
     assert [r["object"] for r in rows] == ["o3", "o0"]
     assert rows[1] == {"object": "o0", "zero123/psnr": scores["zero123"]["psnr"][0], "no_pose/psnr": 10.0}
-    assert evaluate.markdown_table(rows, ["object", "no_pose/psnr"]).splitlines()[2] == "| o3 | 12.727 |"
+    assert report.markdown_table(rows, ["object", "no_pose/psnr"]).splitlines()[2] == "| o3 | 12.727 |"
 
 
 # --- 3D reconstruction ----------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_reconstruction_scores_of_spheres_and_failures(tmp_path) -> None:
         assert scores[method]["failed"].tolist() == [True, True]
         np.testing.assert_array_equal(scores[method]["volumetric_iou"], 0.0)
         assert np.isnan(scores[method]["chamfer"]).all()
-    flat = evaluate.flat_metrics(reconstruction={"test": scores})
+    flat = report.flat_metrics(reconstruction={"test": scores})
     assert flat["reconstruction/test/sjc_i/num_failed"] == 2.0 and flat["reconstruction/test/sjc/num_failed"] == 0.0
     assert flat["reconstruction/test/sjc_i/volumetric_iou"] == 0.0  # failures count as IoU 0 in the mean
     assert "reconstruction/test/sjc_i/chamfer" not in flat  # no finite value: dropped and counted
@@ -246,7 +246,7 @@ def test_reconstruction_input_errors(tmp_path) -> None:
 
 
 def test_paper_tables_parse_the_reference_file() -> None:
-    tables = evaluate.paper_tables(PAPER_RESULTS)
+    tables = report.paper_tables(PAPER_RESULTS)
     assert len(tables) == 4
 
     def find(value: str) -> tuple[str, dict[str, str]]:
@@ -264,15 +264,15 @@ def test_paper_tables_parse_the_reference_file() -> None:
 
 def test_paper_tables_round_trip_markdown_table(tmp_path) -> None:
     rows = [{"Method": "a|b", "PSNR ↑": "1.5"}, {"Method": "**c**", "PSNR ↑": "2"}]
-    table = evaluate.markdown_table(rows, ["Method", "PSNR ↑"])
+    table = report.markdown_table(rows, ["Method", "PSNR ↑"])
     path = tmp_path / "r.md"
     path.write_text(f"# Results\n\n{table}\nText.\n\n{table}\n## Other\n| x |\n|:--|\n| 1 |\n")
-    tables = evaluate.paper_tables(path)
+    tables = report.paper_tables(path)
     assert list(tables) == ["Results", "Results (2)", "Other"]
     assert tables["Results"] == [{"Method": "a|b", "PSNR ↑": "1.5"}, {"Method": "c", "PSNR ↑": "2"}]
     assert tables["Other"] == [{"x": "1"}]
     with pytest.raises(FileNotFoundError):
-        evaluate.paper_tables(tmp_path / "missing.md")
+        report.paper_tables(tmp_path / "missing.md")
 
 
 def test_flat_metrics_are_json_safe_and_named(views, tmp_path) -> None:
@@ -281,7 +281,7 @@ def test_flat_metrics_are_json_safe_and_named(views, tmp_path) -> None:
     comparisons = evaluate.paired_comparisons(scores, "zero123", ["no_pose"], ["ssim", "silhouette_iou"], seed=0)
     fake_lpips = {m: v | {"lpips": np.array([0.1, 0.2, 0.3]) * (m != "zero123")} for m, v in scores.items()}
     comparisons += evaluate.paired_comparisons(fake_lpips, "zero123", ["no_pose"], ["lpips", "psnr"], seed=0)
-    flat = evaluate.flat_metrics(
+    flat = report.flat_metrics(
         novel_view={"test": scores, "zero_shot": scores}, novel_view_comparisons={"test": comparisons}
     )
     json.dumps(flat, allow_nan=False)
@@ -296,7 +296,7 @@ def test_flat_metrics_are_json_safe_and_named(views, tmp_path) -> None:
     assert flat["novel_view/test/num_dropped_nonfinite"] == 2 + 3
     assert flat["novel_view/test/num_objects"] == 3
     with pytest.raises(ValueError, match="lowercase"):
-        evaluate.flat_metrics(novel_view={"Test/1": scores})
+        report.flat_metrics(novel_view={"Test/1": scores})
 
 
 @pytest.mark.parametrize(
@@ -316,5 +316,5 @@ def test_a_verdict_is_robust_only_if_the_measured_rerun_spread_cannot_turn_it(ve
     assert evaluate.robust_to_reruns(row, evaluate.REPRODUCTION_TOLERANCE["fg_psnr"]) is robust
     assert evaluate.robust_to_reruns(row, None) is None
     row["robust"] = robust
-    (line,) = evaluate.claim_lines({"zero_shot": [row]}, {})
+    (line,) = report.claim_lines({"zero_shot": [row]}, {})
     assert ("borderline" in line) is (not robust)

@@ -6,6 +6,9 @@ is also a pydantic schema (`extra="forbid"`, strict types), so a typo, a wrong t
 out-of-range value is an error naming the key, the value and the rule, both when the stage runner
 validates a group (`validate_group`, before the notebook starts and before anything is written) and
 when a notebook builds the config.
+
+Why one long module: every stage's config and params schema, each field documented, in one place (one config
+story); splitting them would scatter what `params.yaml` means.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ converts as well as the 105k one; what shapes cannot tell (head counts, GroupNor
 latent size) is passed in. Each group is renamed by a table of (LDM prefix, diffusers prefix)
 pairs built from the inferred layout (spec 7.2), and loaded strictly: a missing, unexpected or
 mis-shaped key is an error naming the LDM key and the file.
+
+Why one long module: the whole key map of the official checkpoint sits together, so one test checks it against
+the official code end to end.
 """
 
 from __future__ import annotations

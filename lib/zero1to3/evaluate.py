@@ -20,6 +20,9 @@ single image or mesh). What this module adds, written once:
   Z up), no alignment and no rescaling; Chamfer from `CHAMFER_NUM_POINTS` area-weighted samples per surface
   (unsquared, mean of both directions, and the sum); volume IoU on a `IOU_RESOLUTION`^3 grid over
   [-`IOU_BOUND`, `IOU_BOUND`]^3. A missing or empty predicted mesh is a failure: IoU 0, Chamfer `nan`, `failed` True.
+
+Why one long module: the whole stage 05 protocol (scores, intervals, comparisons, 3D, the Fréchet stand-in) in
+one place; presentation lives in `report.py`.
 """
 
 from __future__ import annotations
@@ -81,20 +84,15 @@ IOU_BOUND = 0.55
 # spread (3D) are not judged (`robust: None`).
 REPRODUCTION_TOLERANCE = {"psnr": 0.3, "fg_psnr": 0.2, "ssim": 0.02, "silhouette_iou": 0.01}
 
-PAPER_SCALE_NOTE = (
-    "Paper numbers: Zero-1-to-3 at the paper's scale (Stable Diffusion fine-tuned on Objaverse, 256x256, GSO/RTMV "
-    "objects). Ours: a tiny model trained on a CPU, 32x32, procedural objects. Different scale, not a comparison."
-)
-
 _NAME = re.compile(r"[a-z0-9_]+")
 
 
-def _check_name(kind: str, name: str) -> None:
+def check_name(kind: str, name: str) -> None:
     if not _NAME.fullmatch(name):
         raise ValueError(f"{kind} names become metric keys: lowercase letters, digits and _ only, got {name!r}")
 
 
-def _values(scores: Scores, method: str, metric: str) -> np.ndarray:
+def metric_values(scores: Scores, method: str, metric: str) -> np.ndarray:
     if method not in scores or metric not in scores[method]:
         have = {m: sorted(v) for m, v in scores.items()}
         raise ValueError(f"no scores for method {method!r} and metric {metric!r}; `scores` has {have}")
@@ -140,7 +138,7 @@ def novel_view_scores(
     if input_rgba.shape != (n, *target_rgba.shape[2:]):
         raise ValueError(f"`input_rgba` must have shape {(n, *target_rgba.shape[2:])}, got {input_rgba.shape}")
     for name, pred in predictions.items():
-        _check_name("method", name)
+        check_name("method", name)
         if name in CONTROL_METHODS:
             raise ValueError(f"method name {name!r} is reserved for a control added here ({CONTROL_METHODS})")
         if pred.shape != (*target_rgba.shape[:-1], 3):
@@ -195,7 +193,7 @@ def summary_stats(
     for method, per_metric in scores.items():
         out[method] = {}
         for metric in metrics or [k for k in per_metric if k in HIGHER_IS_BETTER]:
-            values = _values(scores, method, metric)
+            values = metric_values(scores, method, metric)
             finite = values[np.isfinite(values)]
             stats = {"mean": math.nan, "ci_low": math.nan, "ci_high": math.nan}
             if len(finite):
@@ -237,7 +235,7 @@ def paired_comparisons(
     for other in others:
         for metric in metrics:
             higher = _metric_direction(metric)
-            ref_values, other_values = _values(scores, reference, metric), _values(scores, other, metric)
+            ref_values, other_values = metric_values(scores, reference, metric), metric_values(scores, other, metric)
             better, worse = (ref_values, other_values) if higher else (other_values, ref_values)
             keep = np.isfinite(better) & np.isfinite(worse)
             row: dict[str, Any] = {
@@ -302,7 +300,7 @@ def best_and_worst(
     """
     if k < 1:
         raise ValueError(f"`k` must be >= 1, got {k}")
-    values = _values(scores, method, metric)
+    values = metric_values(scores, method, metric)
     goodness = values if _metric_direction(metric) else -values
     goodness = np.where(np.isnan(goodness), -np.inf, goodness)
     order = np.argsort(-goodness, kind="stable")  # best first
@@ -420,7 +418,7 @@ def reconstruction_scores(
     """
     object_ids = list(ground_truth)
     for method, per_object in meshes.items():
-        _check_name("method", method)
+        check_name("method", method)
         unknown = sorted(set(per_object) - set(ground_truth))
         if unknown:
             raise ValueError(f"meshes[{method!r}] has objects without ground truth: {unknown}")
@@ -449,224 +447,60 @@ def reconstruction_scores(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Tables and flat metrics
+# Stage 05 over every set
 
 
-def paper_tables(path: str | Path) -> dict[str, list[dict[str, str]]]:
-    """The markdown tables of a file (e.g. `paper-results.md`): heading above each table -> rows.
+def evaluate_novel_views(
+    samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]], reference: str, metrics: list[str],
+    lpips_model: Any, seed: int, num_resamples: int,
+) -> tuple[dict[str, Scores], dict[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Per set: `novel_view_scores` of every method, then `paired_comparisons` of `reference` against each other.
 
-    Each row maps the header cells (as written, e.g. `PSNR ↑`) to its cells as strings, with `**` bold markers
-    removed and source tags such as `[C]` kept. A second table under one heading is titled `<heading> (2)`.
+    Returns `({set: scores}, {set: comparison rows})`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    separator = re.compile(r"^\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?$")  # GFM delimiter row, e.g. |---|:--:|
-    tables: dict[str, list[dict[str, str]]] = {}
-    heading, i = path.name, 0
-    while i < len(lines):
-        line = lines[i].strip()
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-        if line.startswith("|") and i + 1 < len(lines) and separator.match(lines[i + 1].strip()):
-            header = _cells(line)
-            rows, i = [], i + 2
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                cells = _cells(lines[i].strip())
-                if len(cells) != len(header):
-                    raise ValueError(f"{path}:{i + 1}: {len(cells)} cells under a {len(header)}-column header")
-                rows.append(dict(zip(header, cells, strict=True)))
-                i += 1
-            title, copy = heading, 2
-            while title in tables:
-                title, copy = f"{heading} ({copy})", copy + 1
-            tables[title] = rows
+    scores, comparisons = {}, {}
+    for name, (views, predictions) in samples.items():
+        scores[name] = novel_view_scores(predictions, views.target_rgba, views.input_rgba, views.object_ids,
+                                         lpips_model=lpips_model)  # fmt: skip
+        others = [m for m in scores[name] if m != reference]
+        comparisons[name] = paired_comparisons(scores[name], reference, others, metrics, seed=seed,
+                                               num_resamples=num_resamples)  # fmt: skip
+    return scores, comparisons
+
+
+def evaluate_reconstructions(
+    object_ids: dict[str, list[str]], data_dir: str | Path, sjc_dir: str | Path, seed: int, num_resamples: int,
+    metrics: tuple[str, ...] = ("volumetric_iou", "chamfer"),
+) -> tuple[dict[str, Scores], dict[str, list[dict[str, Any]]]]:  # fmt: skip
+    """Per set (`{set: its object ids}`): the reconstructed objects' `reconstruction_scores` by SJC and SJC-I against
+    the true meshes, and SJC's paired comparison with SJC-I. Sets without a reconstructed object are left out."""
+    reconstructed = outputs.reconstructed_ids(sjc_dir)
+    scores, comparisons = {}, {}
+    for name, ids in object_ids.items():
+        ids = [oid for oid in ids if oid in reconstructed]
+        if not ids:
             continue
-        i += 1
-    return tables
+        truth = {oid: data.object_dir(data_dir, oid) / "mesh.obj" for oid in ids}
+        meshes = {
+            method: {oid: outputs.mesh_path(sjc_dir, method, oid) for oid in ids} for method in outputs.SJC_METHODS
+        }
+        scores[name] = reconstruction_scores(meshes, truth, seed=seed)
+        comparisons[name] = paired_comparisons(scores[name], "sjc", ["sjc_i"], list(metrics), seed=seed,
+                                               num_resamples=num_resamples)  # fmt: skip
+    return scores, comparisons
 
 
-def _cells(line: str) -> list[str]:
-    inner = line.strip().removeprefix("|").removesuffix("|")
-    return [c.strip().replace("**", "").replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
-
-
-def _format(value: Any, decimals: int) -> str:
-    if isinstance(value, float | np.floating):
-        return str(float(value)) if not math.isfinite(value) else f"{value:.{decimals}f}"
-    return str(value)
-
-
-def summary_rows(
-    scores: Scores,
-    metrics: list[str] | None = None,
-    *,
-    seed: int,
-    num_resamples: int = 10_000,
-    confidence: float = 0.95,
-) -> list[dict[str, str]]:
-    """One row per method: `method`, and per metric `"mean [ci_low, ci_high]"` (`summary_stats`).
-
-    Excluded values are stated in the cell, e.g. `"15.20 [14.10, 16.30] (2 inf excluded)"`; `"n/a"` if none is finite.
-    """
-    stats = summary_stats(scores, metrics, seed=seed, num_resamples=num_resamples, confidence=confidence)
-    rows = []
-    for method, per_metric in stats.items():
-        row = {"method": method}
-        for metric, s in per_metric.items():
-            d = METRIC_DECIMALS.get(metric, 3)
-            cell = "n/a" if s["num_objects"] == 0 else f"{s['mean']:.{d}f} [{s['ci_low']:.{d}f}, {s['ci_high']:.{d}f}]"
-            excluded = [f"{int(s[k])} {k[4:]}" for k in ("num_inf", "num_nan") if s[k]]
-            row[metric] = cell + (f" ({', '.join(excluded)} excluded)" if excluded else "")
-        rows.append(row)
-    return rows
-
-
-def per_object_rows(
-    scores: Scores,
-    object_ids: list[str],
-    metrics: list[str],
-    methods: list[str] | None = None,
-    indices: Int[np.ndarray, " K"] | list[int] | None = None,
-) -> list[dict[str, Any]]:
-    """Per-object breakdown: `object`, then `<method>/<metric>` values (floats), for `indices` (default all)."""
-    methods = list(scores) if methods is None else methods
-    indices = range(len(object_ids)) if indices is None else [int(i) for i in indices]
-    rows = []
-    for i in indices:
-        row: dict[str, Any] = {"object": object_ids[i]}
-        for method in methods:
-            for metric in metrics:
-                values = _values(scores, method, metric)
-                if len(values) != len(object_ids):
-                    raise ValueError(f"{method}/{metric} has {len(values)} values for {len(object_ids)} object ids")
-                row[f"{method}/{metric}"] = float(values[i])
-        rows.append(row)
-    return rows
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str], decimals: int = 3) -> str:
-    """A GitHub markdown table of `columns` (header = column key); floats to `decimals` places, `|` escaped."""
-    if not columns:
-        raise ValueError("`columns` is empty: a table needs at least one column")
-    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |", "|" + "---|" * len(columns)]
-    for n, row in enumerate(rows):
-        missing = [c for c in columns if c not in row]
-        if missing:
-            raise ValueError(f"row {n} has no column(s) {missing}; it has {sorted(row)}")
-        cells = [_format(row[c], decimals).replace("|", "\\|") for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _flat_section(
-    out: dict[str, float], prefix: str, scores: Scores | None, comparisons: list[dict[str, Any]] | None
-) -> None:
-    # Means over objects with a finite value; values that are still non-finite are dropped and counted.
-    dropped = 0
-    for method, per_metric in (scores or {}).items():
-        _check_name("method", method)
-        nonfinite = 0
-        for metric, values in per_metric.items():
-            values = np.asarray(values)
-            if values.dtype == bool:
-                out[f"{prefix}/{method}/num_{metric}"] = float(values.sum())
-                continue
-            finite = values[np.isfinite(values)]
-            nonfinite += len(values) - len(finite)
-            if len(finite):
-                out[f"{prefix}/{method}/{metric}"] = float(finite.mean())
-            else:
-                dropped += 1
-        out[f"{prefix}/{method}/num_nonfinite"] = float(nonfinite)
-    if scores:
-        out[f"{prefix}/num_objects"] = float(len(next(iter(next(iter(scores.values())).values()))))
-    for row in comparisons or []:
-        base = f"{prefix}/{row['difference'].replace(' - ', '_minus_')}/{row['metric']}"
-        for suffix, key in (("", "mean_difference"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high")):
-            if math.isfinite(row[key]):
-                out[base + suffix] = float(row[key])
-            else:
-                dropped += 1
-    out[f"{prefix}/num_dropped_nonfinite"] = float(dropped)
-
-
-def flat_metrics(
-    novel_view: dict[str, Scores] | None = None,
-    novel_view_comparisons: dict[str, list[dict[str, Any]]] | None = None,
-    reconstruction: dict[str, Scores] | None = None,
-    reconstruction_comparisons: dict[str, list[dict[str, Any]]] | None = None,
-) -> dict[str, float]:
-    """Flat `dict[str, float]` for `files.write_metrics` (DVC metrics): finite numbers only, never None or nan.
-
-    Each argument maps a split (`test`, `zero_shot`) to scores or to `paired_comparisons` rows. Keys, for section
-    `novel_view` or `reconstruction`:
-
-    * `<section>/<split>/<method>/<metric>`: mean over the objects whose value is finite (a failed reconstruction's
-      Chamfer is left out; its IoU 0 is in), `<section>/<split>/<method>/num_nonfinite`: values so left out, and
-      `<section>/<split>/<method>/num_failed` for reconstructions.
-    * `<section>/<split>/<a>_minus_<b>/<metric>` (+ `_ci_low`, `_ci_high`): a paired comparison, named by the
-      subtraction actually made (`no_pose_minus_zero123/lpips` for a lower-is-better metric; positive = reference
-      better in both cases).
-    * `<section>/<split>/num_objects`, and `<section>/<split>/num_dropped_nonfinite`: keys left out because the
-      value was not finite (a metric with no finite object, a comparison with fewer than 2 objects).
-    """
-    out: dict[str, float] = {}
-    for section, by_split, comps in (
-        ("novel_view", novel_view or {}, novel_view_comparisons or {}),
-        ("reconstruction", reconstruction or {}, reconstruction_comparisons or {}),
-    ):
-        for split in dict.fromkeys([*by_split, *comps]):
-            _check_name("split", split)
-            _flat_section(out, f"{section}/{split}", by_split.get(split), comps.get(split))
+def distribution_distances(
+    samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]], components: models.Zero123Components,
+    reference: str, fid_inception: Any,
+) -> dict[str, float]:  # fmt: skip
+    """`frechet_distances` in our image encoder's space (`<set>/<method>`), plus FID of `reference`'s views
+    (`<set>/<reference>/fid`) when the Inception weights are available (`metrics.build_fid_inception`)."""
+    out = frechet_distances(samples, encoder_features(components))
+    if isinstance(fid_inception, zmetrics.MetricUnavailable):
+        return out
+    for name, (views, predictions) in samples.items():
+        truth = views.target_rgb.reshape(-1, *views.target_rgba.shape[-3:-1], 3)
+        pred = predictions[reference].reshape(truth.shape) / 255.0
+        out[f"{name}/{reference}/fid"] = zmetrics.fid_metrics(pred, truth, fid_inception)["fid"]
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The report a reviewer reads (results/RESULTS.md)
-
-
-def claim_lines(
-    novel_view_comparisons: dict[str, list[dict[str, Any]]],
-    reconstruction_comparisons: dict[str, list[dict[str, Any]]],
-    metric: str = "fg_psnr",
-) -> list[str]:
-    """One markdown bullet per headline comparison: its mean paired difference, interval, objects and verdict.
-
-    A verdict that the spread between machines could turn (`robust` False) says so on its line.
-    """
-    lines = []
-    for split, rows in novel_view_comparisons.items():
-        for row in (r for r in rows if r["metric"] == metric):
-            lines.append(
-                f"- {split}: {row['reference']} vs {row['other']}, {metric} {row['mean_difference']:+.2f} "
-                f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] over {row['num_objects']} objects: **{row['verdict']}**"
-                + _borderline_note(row)
-            )
-    for split, rows in reconstruction_comparisons.items():
-        for row in rows:
-            lines.append(
-                f"- {split}: {row['reference']} vs {row['other']}, {row['metric']} {row['mean_difference']:+.3f} "
-                f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] over {row['num_objects']} objects: **{row['verdict']}**"
-                + _borderline_note(row)
-            )
-    return lines
-
-
-def _borderline_note(row: dict[str, Any]) -> str:
-    if row.get("robust") is not False:
-        return ""
-    tolerance = REPRODUCTION_TOLERANCE[row["metric"]]
-    return (
-        f" (borderline: an interval end lies within {tolerance:g} of zero, the spread measured between machines; "
-        "a rerun elsewhere may give the other verdict)"
-    )
-
-
-def results_markdown(title: str, sections: dict[str, str]) -> str:
-    """`# title`, then `## heading` and body per section (empty bodies say so), as one markdown document."""
-    parts = [f"# {title}"]
-    for heading, body in sections.items():
-        parts += [f"## {heading}", body.strip() or "_none_"]
-    return "\n\n".join(parts) + "\n"

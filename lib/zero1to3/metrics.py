@@ -22,6 +22,9 @@ once so that numbers from different stages and people can be compared:
   cube still counts) with a ray-parity majority vote (see `occupancy`).
 * **Statistics** for comparing two predictors are per-object and paired: `paired_difference` (mean, percentile
   bootstrap CI, standard error, objects where a > b).
+
+Why one long module: every metric with its protocol in its docstring, and the weight loading of LPIPS and FID
+beside the metric that needs it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ a `DDPMScheduler`, and the paper's `conditioning.CCProjection`. On disk they use
 layout of the converted zero123 checkpoints: `unet/ vae/ image_encoder/ feature_extractor/ scheduler/
 cc_projection/` and a top-level `model_index.json`. The original single-file `.ckpt` is converted by
 `zero1to3.convert.load_zero123_ckpt`.
+
+Why one long module: strict loading of real weights (each error names the file) and the tiny builders share
+one component layout; apart, they would drift.
 """
 
 from __future__ import annotations

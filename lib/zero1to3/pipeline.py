@@ -1,16 +1,19 @@
-"""Stage 03 for users: novel views of one image as a diffusers-style pipeline, a batch generator, a command.
+"""Stage 03 for users: novel views of one image as a diffusers-style pipeline, and the study's batch generator.
 
 * `Zero123Pipeline`: image + relative camera in degrees -> PIL images, with the diffusers contract
   (`from_pretrained` / `save_pretrained` / `to` / `__call__` returning a `*PipelineOutput`). The
   denoising loop is not here: it is `sample.sample_novel_views`, which the pipeline calls once.
-* `generate_views`: the study's batch generator over many objects (stage 03 notebook), seeded per object.
-* `add_sample_arguments` / `sample_command`: `python -m zero1to3 sample IMAGE --out view.png ...`.
+* `generate_views`: the study's batch generator over many objects (stage 03 notebook), seeded per object;
+  `sampler_sweep_row` and `camera_sliders` for the notebook's figures. The `sample` command is in `cli.py`.
 
 Why not a `diffusers.DiffusionPipeline` subclass: its `save_pretrained` only saves components whose
 class derives from a known loadable base (`ModelMixin`, `PreTrainedModel`, ...). Our `CCProjection`
 is a plain `nn.Module`, so diffusers logs "cannot be saved" and writes `cc_projection: [null, null]`:
 the paper's pose projection would be silently dropped. Saving and loading therefore go through
 `models.Zero123Components`, whose folder is the diffusers layout stage 02 writes.
+
+Why one long module: the diffusers-style pipeline checks every argument with a message naming it, and those
+checks are most of it; the denoising loop itself is `sample.py`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ succeeded. A rerun skips finished objects whose settings match and redoes the re
 Blender runs in worker processes, never in the caller (a notebook kernel stays free of Blender's
 global state); a worker dies with the process that started it. An error about an object's mesh
 skips that object; any other error (disk full, permissions, a crashed worker) stops the stage.
+
+Why one long module: the Blender scene and the crash-safe, multi-process render loop (recovery after a kill,
+workers that die with their parent) belong together.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ the VAE included; the training views and cameras; their latents) must equal this
 the run says why in one line and starts afresh. Checkpoints load with `weights_only=True` (plain
 tensors and containers; a pickle that would run code is refused). A non-finite loss stops the run
 and names the step.
+
+Why one long module: one training loop and everything its checkpoints carry (fingerprint, resume, callback
+state), plus the loss probe that reads the same batches.
 """
 
 from __future__ import annotations
