@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from zero1to3.config import RenderConfig  # noqa: E402
 
@@ -90,3 +91,11 @@ def red_disc_rgba() -> np.ndarray:
     rgba[(u - 15.5) ** 2 + (v - 15.5) ** 2 < 10**2] = (200, 40, 40, 255)
     rgba.flags.writeable = False
     return rgba
+
+
+def disc_rgba(size: int = 48) -> Image.Image:
+    """A red disc, off centre, on a transparent background."""
+    yy, xx = np.mgrid[:size, :size]
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[(yy - 20) ** 2 + (xx - 26) ** 2 <= 100] = (200, 30, 30, 255)
+    return Image.fromarray(rgba, "RGBA")

@@ -1,8 +1,11 @@
 import ast
+import re
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, disc_rgba
 from zero1to3 import cli
 
 
@@ -127,3 +130,104 @@ def test_unknown_key_in_a_group_is_an_error_not_a_warning(tmp_path, capsys):
     path = _params_with(tmp_path, yaml.safe_dump(params))
     assert cli.main(["run", "sample", "--params", str(path)]) == 2
     assert "sample.guidance_sclae: unknown key" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `python -m zero1to3 sample`
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, dummy_components) -> str:
+    from zero1to3 import pipeline
+
+    folder = tmp_path_factory.mktemp("model") / "model"
+    pipeline.Zero123Pipeline.from_components(dummy_components).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def image_path(tmp_path) -> str:
+    path = tmp_path / "input.png"
+    disc_rgba().save(path)
+    return str(path)
+
+
+def test_cli_single_view(saved_model, image_path, tmp_path):
+    out = tmp_path / "out" / "view.png"
+    argv = ["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", "--azimuth-deg", "90"]
+    assert cli.main(argv) == 0
+    first = np.asarray(Image.open(out))
+    assert first.shape == (32, 32, 3)
+    assert cli.main(argv) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), first)  # the default seed makes it repeatable
+
+
+def test_cli_azimuth_sweep_writes_a_strip_and_a_gif(saved_model, image_path, tmp_path):
+    out = tmp_path / "sweep.png"
+    argv = ["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", "--azimuth-sweep", "3"]
+    assert cli.main(argv) == 0
+    assert np.asarray(Image.open(out)).shape == (32, 96, 3)
+    gif = Image.open(tmp_path / "sweep.gif")
+    assert gif.n_frames == 3 and gif.size == (32, 32)
+
+
+def test_cli_missing_model_is_one_line_naming_the_file(image_path, tmp_path, capsys):
+    missing = tmp_path / "no_model_here"
+    assert cli.main(["sample", image_path, "--model", str(missing), "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing / "model_index.json") in err and "--model" in err
+    assert not (tmp_path / "v.png").exists()
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", None], ids=["unreadable", "missing"])
+def test_cli_bad_image_is_one_line_naming_the_path(saved_model, tmp_path, capsys, content):
+    path = tmp_path / "broken.png"
+    if content is not None:
+        path.write_bytes(content)
+    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err  # checked before the model loads: nothing else printed
+
+
+def test_cli_image_without_an_object_names_the_path_and_the_reason(saved_model, tmp_path, capsys):
+    path = tmp_path / "empty.png"
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(path)
+    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: transformers' weight-loading bar
+    assert last.startswith("zero1to3 sample: error:") and str(path) in last and "no object found" in last
+
+
+def test_cli_rejects_a_non_png_out(saved_model, image_path, tmp_path, capsys):
+    assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(tmp_path / "v.jpg")]) == 2
+    assert "--out must be a .png path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--guidance-scale", "0"], r"`guidance_scale` must be a finite number >= 1, got 0.0"),
+        (["--radius", "1e6"], r"`radius` must lie in \[-0.7, 0.7\], got 1000000.0"),
+    ],
+    ids=["guidance-0", "radius-1e6"],
+)
+def test_cli_refuses_sampling_arguments_the_model_cannot_use(saved_model, image_path, tmp_path, capsys, flags, match):
+    out = tmp_path / "v.png"
+    assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", *flags]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: transformers' weight-loading bar
+    assert last.startswith("zero1to3 sample: error:") and re.search(match, last)
+    assert not out.exists()
+
+
+def test_cli_a_directory_as_image_says_so(saved_model, tmp_path, capsys):
+    assert cli.main(["sample", str(tmp_path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{tmp_path} is a directory, not an image file" in err
+
+
+def test_cli_a_huge_image_is_one_line_with_its_size_and_the_limit(saved_model, tmp_path, capsys):
+    path = tmp_path / "huge.png"
+    Image.new("1", (14000, 14000), 1).save(path)  # 1 bit a pixel: 24 MB in memory, a few kB on disk
+    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err
+    assert "14000x14000 px" in err and f"{Image.MAX_IMAGE_PIXELS:,} pixels" in err

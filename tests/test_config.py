@@ -1,6 +1,7 @@
 import copy
 import dataclasses
 
+import pydantic
 import pytest
 import yaml
 
@@ -44,9 +45,14 @@ def test_render_settings_change_with_image_settings_only(tiny_render_cfg):
     assert dataclasses.replace(tiny_render_cfg, seed=1).render_settings() != tiny_render_cfg.render_settings()
 
 
-def test_every_group_of_params_yaml_fits_its_schema():
+def test_every_group_of_params_yaml_fits_its_schema_and_becomes_a_frozen_config():
     for stage in config.STAGE_SCHEMAS:
-        config.validate_group(stage, PARAMS[stage])
+        built = config.stage_config(stage, PARAMS[stage])
+        assert isinstance(built, config.STAGE_SCHEMAS[stage])
+        with pytest.raises((dataclasses.FrozenInstanceError, pydantic.ValidationError)):
+            built.seed = 1
+    sampler = config.stage_config("sample", PARAMS["sample"]).sampler
+    assert sampler.ddim_steps == PARAMS["sample"]["sampler"]["ddim_steps"]
 
 
 def _edit(stage, path, value):
@@ -92,7 +98,7 @@ _DELETE = object()
 )
 def test_bad_values_are_errors_naming_group_key_value_and_rule(stage, path, value, message):
     with pytest.raises(config.ParamsError, match=message) as err:
-        config.validate_group(stage, _edit(stage, path, value))
+        config.stage_config(stage, _edit(stage, path, value))
     assert len(str(err.value).splitlines()) == 1
 
 
@@ -106,6 +112,6 @@ def test_every_problem_of_a_group_is_reported_at_once():
     group = _edit("finetune", "training.max_steps", -5)
     group["vae"]["stepz"] = 3
     with pytest.raises(config.ParamsError) as err:
-        config.validate_group("finetune", group)
+        config.stage_config("finetune", group)
     lines = str(err.value).splitlines()
     assert len(lines) == 2 and "finetune.vae.stepz: unknown key" in lines[0] and "training.max_steps" in lines[1]

@@ -38,8 +38,11 @@ def test_parameters_cell_defaults_equal_params_yaml(stage):
     nb = nbformat.read(REPO / "notebooks" / cli.STAGES[stage], as_version=4)
     params = yaml.safe_load((REPO / "params.yaml").read_text())[stage]
     assert parameter_defaults(nb) == params
-    for line in parameters_cell(nb).source.splitlines():  # each documented for `papermill --help-notebook`
-        assert re.match(r"^\w+: \w+ = .+  # \S", line), f"parameter line lacks annotation or comment: {line!r}"
+    source = parameters_cell(nb).source
+    lines = source.splitlines()
+    for node in ast.parse(source).body:  # each documented for `papermill --help-notebook`; a mapping may span lines
+        first = lines[node.lineno - 1]
+        assert re.match(r"^\w+: \w+ = .+  # \S", first), f"parameter line lacks annotation or comment: {first!r}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -50,7 +53,8 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
     assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
-        assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
+        is_parameters = "parameters" in cell.metadata.get("tags", [])  # values, not code: a mapping may span lines
+        assert is_parameters or len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions and classes belong in lib/"
 
 

@@ -1,16 +1,15 @@
-"""Tests for `zero1to3.pipeline`: the pipeline contract, the per-object batch generator, the `sample` command."""
+"""Tests for `zero1to3.pipeline`: the pipeline contract and the per-object batch generator (`sample`: test_cli)."""
 
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from zero1to3 import cameras, cli, inputs, models, pipeline, sample
+from conftest import disc_rgba
+from zero1to3 import cameras, inputs, models, pipeline, sample
 
 torch.set_num_threads(1)
 
@@ -27,14 +26,6 @@ def saved_model(tmp_path_factory, pipe) -> str:
     folder = tmp_path_factory.mktemp("model") / "model"
     pipe.save_pretrained(folder)
     return str(folder)
-
-
-def disc_rgba(size: int = 48) -> Image.Image:
-    """A red disc, off centre, on a transparent background."""
-    yy, xx = np.mgrid[:size, :size]
-    rgba = np.zeros((size, size, 4), np.uint8)
-    rgba[(yy - 20) ** 2 + (xx - 26) ** 2 <= 100] = (200, 30, 30, 255)
-    return Image.fromarray(rgba, "RGBA")
 
 
 def input_tensor(seed: int = 0) -> torch.Tensor:
@@ -217,91 +208,3 @@ def test_generate_views_checks_counts_and_size(pipe):
         generate(pipe.components, rgba, inp, tgt, ["a", "b"])
     with pytest.raises(ValueError, match="must be 32x32"):
         generate(pipe.components, np.zeros((3, 16, 16, 4), np.uint8), inp, tgt, ["a", "b", "c"])
-
-
-@pytest.fixture
-def image_path(tmp_path) -> str:
-    path = tmp_path / "input.png"
-    disc_rgba().save(path)
-    return str(path)
-
-
-def test_cli_single_view(saved_model, image_path, tmp_path):
-    out = tmp_path / "out" / "view.png"
-    argv = ["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", "--azimuth-deg", "90"]
-    assert cli.main(argv) == 0
-    first = np.asarray(Image.open(out))
-    assert first.shape == (32, 32, 3)
-    assert cli.main(argv) == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(out)), first)  # the default seed makes it repeatable
-
-
-def test_cli_azimuth_sweep_writes_a_strip_and_a_gif(saved_model, image_path, tmp_path):
-    out = tmp_path / "sweep.png"
-    argv = ["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", "--azimuth-sweep", "3"]
-    assert cli.main(argv) == 0
-    assert np.asarray(Image.open(out)).shape == (32, 96, 3)
-    gif = Image.open(tmp_path / "sweep.gif")
-    assert gif.n_frames == 3 and gif.size == (32, 32)
-
-
-def test_cli_missing_model_is_one_line_naming_the_file(image_path, tmp_path, capsys):
-    missing = tmp_path / "no_model_here"
-    assert cli.main(["sample", image_path, "--model", str(missing), "--out", str(tmp_path / "v.png")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(missing / "model_index.json") in err and "--model" in err
-    assert not (tmp_path / "v.png").exists()
-
-
-@pytest.mark.parametrize("content", [b"not an image at all", None], ids=["unreadable", "missing"])
-def test_cli_bad_image_is_one_line_naming_the_path(saved_model, tmp_path, capsys, content):
-    path = tmp_path / "broken.png"
-    if content is not None:
-        path.write_bytes(content)
-    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(path) in err  # checked before the model loads: nothing else printed
-
-
-def test_cli_image_without_an_object_names_the_path_and_the_reason(saved_model, tmp_path, capsys):
-    path = tmp_path / "empty.png"
-    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(path)
-    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: transformers' weight-loading bar
-    assert last.startswith("zero1to3 sample: error:") and str(path) in last and "no object found" in last
-
-
-def test_cli_rejects_a_non_png_out(saved_model, image_path, tmp_path, capsys):
-    assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(tmp_path / "v.jpg")]) == 2
-    assert "--out must be a .png path" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("flags", "match"),
-    [
-        (["--guidance-scale", "0"], r"`guidance_scale` must be a finite number >= 1, got 0.0"),
-        (["--radius", "1e6"], r"`radius` must lie in \[-0.7, 0.7\], got 1000000.0"),
-    ],
-    ids=["guidance-0", "radius-1e6"],
-)
-def test_cli_refuses_sampling_arguments_the_model_cannot_use(saved_model, image_path, tmp_path, capsys, flags, match):
-    out = tmp_path / "v.png"
-    assert cli.main(["sample", image_path, "--model", saved_model, "--out", str(out), "--steps", "2", *flags]) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it: transformers' weight-loading bar
-    assert last.startswith("zero1to3 sample: error:") and re.search(match, last)
-    assert not out.exists()
-
-
-def test_cli_a_directory_as_image_says_so(saved_model, tmp_path, capsys):
-    assert cli.main(["sample", str(tmp_path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"{tmp_path} is a directory, not an image file" in err
-
-
-def test_cli_a_huge_image_is_one_line_with_its_size_and_the_limit(saved_model, tmp_path, capsys):
-    path = tmp_path / "huge.png"
-    Image.new("1", (14000, 14000), 1).save(path)  # 1 bit a pixel: 24 MB in memory, a few kB on disk
-    assert cli.main(["sample", str(path), "--model", saved_model, "--out", str(tmp_path / "v.png")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(path) in err
-    assert "14000x14000 px" in err and f"{Image.MAX_IMAGE_PIXELS:,} pixels" in err

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 def read_params(path: str | Path, stage: str) -> dict[str, Any]:
-    """The `stage` group of a params file, checked against its schema (`config.validate_group`).
+    """The `stage` group of a params file, checked against its schema (`config.stage_config`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -58,7 +58,7 @@ def read_params(path: str | Path, stage: str) -> dict[str, Any]:
     if stage not in params:
         raise config.ParamsError(f"params file {path} has no group {stage!r}; groups present: {sorted(params)}")
     try:
-        config.validate_group(stage, params[stage])
+        config.stage_config(stage, params[stage])
     except config.ParamsError as err:
         raise config.ParamsError(f"{path}: {err}") from None
     return params[stage]

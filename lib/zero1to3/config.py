@@ -4,7 +4,7 @@ Values live in `params.yaml` (and, identically, in each notebook's `parameters` 
 classes only name and check them. Each config is a frozen dataclass with a docstring per field; it
 is also a pydantic schema (`extra="forbid"`, strict types), so a typo, a wrong type or an
 out-of-range value is an error naming the key, the value and the rule, both when the stage runner
-validates a group (`validate_group`, before the notebook starts and before anything is written) and
+builds a group's config (`stage_config`, before the notebook starts and before anything is written) and
 when a notebook builds the config.
 
 Why one long module: every stage's config and params schema, each field documented, in one place (one config
@@ -290,7 +290,9 @@ class SJCConfig(_FromDict):
 
 
 class _Group(pydantic.BaseModel):
-    model_config = _STRICT
+    """A stage's parameter group as a frozen, validated object (`stage_config` builds it)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class VAEParams(_Group):
@@ -338,52 +340,86 @@ HeldOutSet = Literal["val", "test", "zero_shot"]
 
 
 class SampleParams(_Group):
-    """Stage 03's group."""
+    """Stage 03's group: novel views of every held-out object, and the figures of the sampler."""
 
     seed: int
+    """Seeds every sample (per object, so results do not depend on batching)."""
     models_dir: str
+    """Stage 02's model (`pose/model`) and no-pose baseline (`no_pose/model`)."""
     sets: Annotated[list[HeldOutSet], Field(min_length=1)]
+    """Held-out sets to sample."""
     input_view: NonNegativeInt
+    """The view each object is seen from."""
     num_targets: PositiveInt
+    """Target views per object: the next views of the dataset, at their random cameras."""
     sampler: SamplerParams
+    """DDIM steps, guidance scale and eta (the paper's: 50, 3, 1)."""
     pose_shift: PositiveInt
+    """Shuffled-pose control: each target is drawn with the pose of the target this many places on."""
     showcase: list[str]
+    """Objects of the orbit, guidance and variation figures."""
     orbit_frames: PositiveInt
+    """Azimuth steps of a full orbit at the input's elevation."""
     guidance_scales: Annotated[list[Annotated[float, Field(ge=1)]], Field(min_length=1)]
+    """Sweep of the guidance figure."""
     num_variations: PositiveInt
+    """Samples of one view with different seeds."""
     data_dir: str
+    """Stage 01's renders; samples go to `<data_dir>/samples`."""
     results_dir: str
+    """Figures go to `<results_dir>/sample`."""
 
 
 class SJCParams(_Group):
-    """Stage 04's group."""
+    """Stage 04's group: SJC and SJC-I reconstructions of held-out objects."""
 
     seed: int
+    """Seeds every reconstruction (the same for SJC and SJC-I)."""
     models_dir: str
+    """Stage 02's model (the SJC prior) and no-pose baseline (the SJC-I prior)."""
     zero_shot: bool
+    """Reconstruct every zero-shot object."""
     num_test_objects: NonNegativeInt
+    """And the first this many test objects."""
     input_view: NonNegativeInt
+    """The one view each object is reconstructed from (stage 03's too)."""
     config: dict[str, Any]
+    """The `SJCConfig` of every run (checked as one)."""
     showcase: list[str]
+    """Objects shown turning."""
     turntable_frames: PositiveInt
+    """Frames of each turntable."""
     data_dir: str
+    """Renders in; meshes, records and checkpoints out to `<data_dir>/sjc`."""
     results_dir: str
+    """Figures go to `<results_dir>/sjc`."""
 
 
 class EvaluateParams(_Group):
-    """Stage 05's group."""
+    """Stage 05's group: scores, paired comparisons and the report."""
 
     seed: int
+    """Seeds the bootstrap resampling and the Chamfer surface samples."""
     sets: Annotated[list[HeldOutSet], Field(min_length=1)]
+    """Stage 03's held-out sets."""
     reference: str
+    """The method every other is compared with, paired per object."""
     metrics: Annotated[list[Literal["psnr", "fg_psnr", "ssim", "silhouette_iou", "lpips"]], Field(min_length=1)]
+    """Novel-view metrics (lpips joins when its weights exist)."""
     num_resamples: PositiveInt
+    """Bootstrap resamples of every confidence interval."""
     lpips_weights: str
+    """Optional torchvision AlexNet weights file for LPIPS ("": the torch hub cache)."""
     best_worst: NonNegativeInt
+    """Objects in the best/worst figure."""
     models_dir: str
+    """Stage 02's model: its image encoder gives the offline Fréchet features."""
     paper_results: str
+    """The paper's tables, printed beside ours."""
     data_dir: str
+    """Stage 03's samples and stage 04's meshes are under here."""
     results_dir: str
+    """Metrics, figures and RESULTS.md."""
 
 
 STAGE_SCHEMAS: dict[str, type] = {
@@ -395,8 +431,10 @@ STAGE_SCHEMAS: dict[str, type] = {
 }
 
 
-def validate_group(stage: str, values: Any) -> None:
-    """Check one stage's parameter group against its schema, nested configs included; report every problem.
+def stage_config(stage: str, values: Any) -> RenderConfig | FinetuneParams | SampleParams | SJCParams | EvaluateParams:
+    """The one way a stage's parameter group becomes its config: checked against the stage's schema, nested
+    configs included (`finetune.tiny_model`, `finetune.training`, `sjc.config`), every problem reported at once,
+    and returned frozen. `python -m zero1to3 run <stage>` calls it before the notebook starts.
 
     Raises:
         ParamsError: one line per problem, each naming `stage.key[.key]`, the value and the rule
@@ -408,11 +446,10 @@ def validate_group(stage: str, values: Any) -> None:
         raise ParamsError(f"{stage}: must be a mapping of keys to values, got {type(values).__name__}")
     schema = STAGE_SCHEMAS[stage]
     if dataclasses.is_dataclass(schema):
-        schema.from_dict(values, where=stage)
-        return
-    problems = []
+        return schema.from_dict(values, where=stage)
+    problems, group = [], None
     try:
-        schema.model_validate(values)
+        group = schema.model_validate(values)
     except pydantic.ValidationError as err:
         problems.append(format_errors(err, stage))
     for check in _nested_checks(stage, values):  # the configs inside the group, checked even if the rest is wrong
@@ -422,6 +459,7 @@ def validate_group(stage: str, values: Any) -> None:
             problems.append(str(err))
     if problems:
         raise ParamsError("\n".join(problems))
+    return group
 
 
 def _nested_checks(stage: str, values: dict[str, Any]) -> list[Any]:
