@@ -1,6 +1,7 @@
 """The tiny-scale VAE: training lowers the reconstruction error and sets a unit-variance latent scale."""
 
 import numpy as np
+import pytest
 import torch
 
 from test_train import fake_views
@@ -27,3 +28,17 @@ def test_reconstructions_are_images_in_unit_range(dummy_components_epsilon):
     assert set(out) == {"view", "VAE reconstruction"}
     assert out["view"].shape == out["VAE reconstruction"].shape == (3, 32, 32, 3)
     assert out["VAE reconstruction"].min() >= 0 and out["VAE reconstruction"].max() <= 1
+
+
+def test_colour_metrics_measure_the_chroma_the_round_trip_keeps(dummy_components_epsilon):
+    from zero1to3 import data, metrics
+
+    rgba = fake_views().rgba[:, 0]  # (3, 32, 32, 4) coloured objects
+    vae = dummy_components_epsilon.vae
+    scores = autoencoder.colour_metrics(vae, rgba, batch_size=2)  # batches must not change the answer
+    recon = autoencoder.vae_reconstructions(vae, rgba)["VAE reconstruction"].astype(np.float64)
+    truth = data.composite_on_white(rgba).astype(np.float64)
+    mask = metrics.foreground_mask(truth)
+    chroma = lambda x: (x.max(axis=-1) - x.min(axis=-1))[mask].mean()  # noqa: E731
+    assert scores["chroma_kept"] == pytest.approx(chroma(recon) / chroma(truth), rel=1e-5)
+    assert scores["fg_psnr"] == pytest.approx(metrics.foreground_psnr(recon, truth)["foreground_psnr"], abs=1e-4)

@@ -318,3 +318,46 @@ def test_a_verdict_is_robust_only_if_the_measured_rerun_spread_cannot_turn_it(ve
     row["robust"] = robust
     (line,) = report.claim_lines({"zero_shot": [row]}, {})
     assert ("borderline" in line) is (not robust)
+
+
+# --- by camera angle ------------------------------------------------------------------------------------------------
+
+
+def _held_out(views: dict[str, np.ndarray], target_angles_deg: list[list[float]]):
+    """The fixture's views with an input camera on +Z and targets at the given angles from it."""
+    from zero1to3 import outputs
+
+    angles = np.radians(np.array(target_angles_deg))  # (N, T)
+    targets = 2.0 * np.stack([np.sin(angles), np.zeros_like(angles), np.cos(angles)], axis=-1)
+    return outputs.HeldOutViews(["o0", "o1", "o2"], 0, np.array([1, 2]), views["input"], views["target"],
+                                np.tile([0.0, 0.0, 2.0], (3, 1)), targets)  # fmt: skip
+
+
+def test_camera_angles_are_between_the_camera_directions():
+    inputs = np.array([[0.0, 0.0, 2.0], [1.5, 0.0, 0.0]])
+    targets = np.array([[[0.0, 0.0, 1.5], [0.0, 2.2, 0.0]], [[-1.5, 0.0, 0.0], [1.0, 1.0, 0.0]]])
+    np.testing.assert_allclose(evaluate.camera_angles(inputs, targets), [[0.0, 90.0], [180.0, 45.0]], atol=1e-9)
+
+
+def test_scores_by_angle_average_the_views_of_each_bin_per_object(views):
+    held_out = _held_out(views, [[10.0, 100.0], [50.0, 60.0], [20.0, 180.0]])
+    truth = _on_white_uint8(views["target"])
+    white = np.full_like(truth, 255)
+    by_angle = evaluate.scores_by_angle({"zero123": truth, "no_pose": white}, held_out)
+    assert list(by_angle) == ["0_45", "45_90", "90_180"]
+    assert [len(b["zero123"]["fg_psnr"]) for b in by_angle.values()] == [2, 1, 2]  # objects with a view in the bin
+    assert np.all(np.isinf(by_angle["0_45"]["zero123"]["fg_psnr"]))  # the truth itself: perfect
+    assert np.all(by_angle["90_180"]["no_pose"]["silhouette_iou"] == 0.0)  # all white: no silhouette
+    copy = by_angle["45_90"]["copy_input"]["fg_psnr"][0]  # object 1, both its views in 45-90
+    inputs = np.broadcast_to(data.composite_on_white(views["input"][1]), (2, H, H, 3))
+    assert copy == pytest.approx(metrics.foreground_psnr(inputs, data.composite_on_white(views["target"][1]))[
+        "foreground_psnr"])  # fmt: skip
+    samples = {"test": (held_out, {"zero123": truth, "no_pose": white})}
+    scores, comparisons = evaluate.evaluate_by_angle(samples, "zero123", seed=0, num_resamples=200)
+    assert set(comparisons["test"]) == {"0_45", "90_180"}  # 45-90 has one object: no interval
+    flat = report.flat_metrics(by_angle=scores, by_angle_comparisons=comparisons)
+    assert flat["novel_view_by_angle/test/45_90/num_objects"] == 1.0
+    assert "novel_view_by_angle/test/90_180/no_pose_minus_zero123/silhouette_iou" not in flat  # named by direction
+    assert flat["novel_view_by_angle/test/90_180/zero123_minus_no_pose/silhouette_iou"] == pytest.approx(1.0)
+    table = report.angle_tables(scores, seed=0, num_resamples=200)
+    assert "0-45° (N=2)" in table and "45-90° (N=1)" in table and "| copy_input |" in table

@@ -111,3 +111,16 @@ def test_curves_bars_and_scatter_draw_what_they_are_given(tmp_path):
     offsets = scatter.axes[0].collections[0].get_offsets()
     np.testing.assert_array_equal(offsets, [[19.0, 20.0], [22.0, 21.0]])
     assert Image.open(figures.save_figure(scatter, tmp_path / "s.png")).format == "PNG"
+
+
+def test_angle_breakdown_plots_each_methods_mean_and_interval_per_bin():
+    cell = lambda m: {"mean": m, "ci_low": m - 1.0, "ci_high": m + 0.5}  # noqa: E731
+    stats = {"test": {"0_45": {"zero123": {"fg_psnr": cell(20.0), "silhouette_iou": cell(0.8)}},
+                      "45_90": {"zero123": {"fg_psnr": cell(18.0), "silhouette_iou": cell(0.7)}}}}  # fmt: skip
+    fig = figures.angle_breakdown(stats)
+    ax = fig.axes[0]
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [20.0, 18.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0-45°", "45-90°"]
+    bars = ax.collections[0].get_segments()  # the error bars: from ci_low to ci_high
+    np.testing.assert_allclose([seg[:, 1] for seg in bars], [[19.0, 20.5], [17.0, 18.5]])

@@ -109,12 +109,15 @@ def _check_sjc(root: Path, executed: Path) -> None:
         assert (root / "results" / "sjc" / name).stat().st_size > 0, name
     metrics = json.loads((root / "results" / "metrics" / "sjc.json").read_text())
     assert metrics["sjc/num_objects"] == 2 and metrics["iterations"] == 3
+    assert "sjc/input_view_fg_psnr" in metrics and "sjc_i/input_view_psnr" in metrics
 
 
 def _check_evaluate(root: Path, executed: Path) -> None:
     metrics = json.loads((root / "results" / "metrics" / "evaluate.json").read_text())
     assert metrics["novel_view/zero_shot/num_objects"] == 1 and "novel_view/test/copy_input/psnr" in metrics
     assert "reconstruction/zero_shot/sjc/volumetric_iou" in metrics
+    assert any(key.startswith("novel_view_by_angle/test/") for key in metrics)
+    assert (root / "results" / "evaluate" / "by_angle.png").stat().st_size > 0
     report = (root / "results" / "RESULTS.md").read_text()
     assert "## Claims" in report and "lpips" in report  # unavailable offline, and said so
     assert json.loads((root / "results" / "env.json").read_text())["unavailable_metrics"]

@@ -50,6 +50,11 @@ def test_stage_metrics_summary_and_histories_count_every_object():
     metrics = reconstruction.stage_metrics(records, cfg)
     assert metrics == {"sjc/seconds_per_object": 20.0, "sjc_i/seconds_per_object": 20.0, "sjc/num_objects": 2,
                        "sjc_i/num_objects": 2, "sjc/num_empty": 1, "sjc_i/num_empty": 0, "iterations": 2}  # fmt: skip
+    scores = {"sjc": {"duck": {"psnr": 20.0, "fg_psnr": 15.0}, "mug": {"psnr": 22.0, "fg_psnr": float("inf")}}}
+    with_input = reconstruction.stage_metrics(records, cfg, scores)
+    assert with_input["sjc/input_view_psnr"] == 21.0 and with_input["sjc/input_view_fg_psnr"] == 15.0  # inf left out
+    assert reconstruction.input_view_lines({"sjc": {"duck": scores["sjc"]["duck"]}}) == (
+        "- sjc: 20.0 dB PSNR, 15.0 dB foreground PSNR from the input camera (1 objects)")  # fmt: skip
     lines = reconstruction.summary_lines(records).splitlines()
     assert lines == ["- sjc: 20 s per object (max 30 s), 1 without a surface",
                      "- sjc_i: 20 s per object (max 20 s), 0 without a surface"]  # fmt: skip

@@ -216,6 +216,11 @@ def test_turntable_decodes_frames(dummy_components, result):
     )
     assert frames["rgb"].shape == (2, 32, 32, 3) and frames["depth"].shape == frames["opacity"].shape == (2, 8, 8)
     assert frames["rgb"].min() >= 0.0 and frames["rgb"].max() <= 1.0
+    first = sjc.render_images(result.field, dummy_components, INPUT_CENTER[None], samples_per_ray=8)
+    again = sjc.render_images(result.field, dummy_components, np.concatenate([INPUT_CENTER[None]] * 2),
+                              samples_per_ray=8)  # fmt: skip
+    assert first["rgb"].shape == (1, 32, 32, 3)
+    np.testing.assert_allclose(again["rgb"][1], first["rgb"][0], atol=1e-5)  # a camera's image is its own
 
 
 def test_config_round_trips_and_rejects_unknown_missing_or_bad_values():

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
-from jaxtyping import Float
+from jaxtyping import Float, UInt8
 from torch import Tensor
 from tqdm import tqdm
 
 from zero1to3 import data
+from zero1to3 import metrics as zmetrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,3 +102,26 @@ def vae_reconstructions(vae: AutoencoderKL, rgba: np.ndarray) -> dict[str, np.nd
     recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
     to_hwc = lambda t: ((t + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).numpy()  # noqa: E731
     return {"view": to_hwc(x), "VAE reconstruction": to_hwc(recon)}
+
+
+@torch.no_grad()
+def colour_metrics(vae: AutoencoderKL, rgba: UInt8[np.ndarray, "N H W 4"], batch_size: int = 64) -> dict[str, float]:
+    """How much of the views survives the autoencoder: PSNR, foreground PSNR and the share of colour kept.
+
+    Each view's posterior mean is decoded and clamped to [-1, 1], as the diffusion model's latents are. Chroma is
+    max - min over RGB per pixel (0 for grey), averaged over the truth's foreground pixels
+    (`metrics.foreground_mask`); `chroma_kept` is the reconstructions' average over the truth's, 1 when
+    every colour survives, near 0 when the autoencoder returns grey.
+    """
+    recons = []
+    for start in range(0, len(rgba), batch_size):
+        x = data.to_model_images(rgba[start : start + batch_size])
+        recons.append(vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1.0, 1.0))
+    recon = ((torch.cat(recons) + 1.0) / 2.0).permute(0, 2, 3, 1).numpy().astype(np.float64)
+    truth = data.composite_on_white(rgba).astype(np.float64)
+    mask = zmetrics.foreground_mask(truth)
+    chroma = lambda images: images.max(axis=-1) - images.min(axis=-1)  # noqa: E731
+    truth_chroma = float(chroma(truth)[mask].mean()) if mask.any() else 0.0
+    kept = float(chroma(recon)[mask].mean()) / truth_chroma if truth_chroma > 0 else float("nan")
+    return {"psnr": zmetrics.image_metrics(recon, truth)["psnr"],
+            "fg_psnr": zmetrics.foreground_psnr(recon, truth)["foreground_psnr"], "chroma_kept": kept}  # fmt: skip

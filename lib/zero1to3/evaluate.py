@@ -172,6 +172,84 @@ def novel_view_scores(
     return scores
 
 
+ANGLE_BINS = ((0.0, 45.0), (45.0, 90.0), (90.0, 180.0))
+"""Bins of the angle between the input and the target camera (degrees, as seen from the object's centre)."""
+ANGLE_METRICS = ("fg_psnr", "silhouette_iou")
+
+
+def angle_bin_label(low: float, high: float) -> str:
+    """`0_45` for the bin [0, 45): a name usable in metric keys."""
+    return f"{low:g}_{high:g}"
+
+
+def camera_angles(
+    input_centers: Float[np.ndarray, "N 3"], target_centers: Float[np.ndarray, "N T 3"]
+) -> Float[np.ndarray, "N T"]:
+    """Angle between each target camera and its object's input camera, in degrees (both look at the origin)."""
+    a = input_centers / np.linalg.norm(input_centers, axis=-1, keepdims=True)
+    b = target_centers / np.linalg.norm(target_centers, axis=-1, keepdims=True)
+    return np.degrees(np.arccos(np.clip(np.einsum("nd,ntd->nt", a, b), -1.0, 1.0)))
+
+
+def scores_by_angle(
+    predictions: dict[str, UInt8[np.ndarray, "N T H W 3"]],
+    views: outputs.HeldOutViews,
+    bins: tuple[tuple[float, float], ...] = ANGLE_BINS,
+) -> dict[str, Scores]:
+    """Foreground PSNR and silhouette IoU by the angle between input and target camera: `{bin label: scores}`.
+
+    Per bin, an object's value is the mean over its target views whose angle falls in the bin (`[low, high)`,
+    the last bin closed); objects with no view in the bin are left out of it, so each bin has its own N. The
+    `copy_input` control is included: it shows how fast a view that ignores the pose falls off with the angle,
+    which is where a model that reads the pose should pull ahead (the paper's claim, made visible).
+    """
+    angles = camera_angles(views.input_centers, views.target_centers)  # (N, T)
+    target = views.target_rgb
+    images = {name: pred / 255.0 for name, pred in predictions.items()}
+    images["copy_input"] = np.broadcast_to(views.input_rgb[:, None], target.shape)
+    out: dict[str, Scores] = {}
+    for k, (low, high) in enumerate(bins):
+        last = k == len(bins) - 1
+        inside = (angles >= low) & ((angles <= high) if last else (angles < high))  # (N, T)
+        objects = np.flatnonzero(inside.any(axis=1))
+        per_method: Scores = {}
+        for name, pred in images.items():
+            fg, iou = np.empty(len(objects)), np.empty(len(objects))
+            for row, i in enumerate(objects):
+                chosen = np.flatnonzero(inside[i])
+                fg[row] = zmetrics.foreground_psnr(pred[i, chosen], target[i, chosen])["foreground_psnr"]
+                iou[row] = zmetrics.silhouette_iou(pred[i, chosen], target[i, chosen])["silhouette_iou"]
+            per_method[name] = {"fg_psnr": fg, "silhouette_iou": iou}
+        out[angle_bin_label(low, high)] = per_method
+    return out
+
+
+def evaluate_by_angle(
+    samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]], reference: str, seed: int,
+    num_resamples: int,
+) -> tuple[dict[str, dict[str, Scores]], dict[str, dict[str, list[dict[str, Any]]]]]:  # fmt: skip
+    """`scores_by_angle` of every set and `reference`'s paired comparison with each other method in every bin:
+    `({set: {bin: scores}}, {set: {bin: comparison rows}})`. A bin with fewer than 2 objects has no comparison."""
+    scores, comparisons = {}, {}
+    for name, (views, predictions) in samples.items():
+        scores[name] = scores_by_angle(predictions, views)
+        comparisons[name] = {}
+        for label, bin_scores in scores[name].items():
+            if len(bin_scores[reference]["fg_psnr"]) >= 2:
+                others = [m for m in bin_scores if m != reference]
+                comparisons[name][label] = paired_comparisons(bin_scores, reference, others, list(ANGLE_METRICS),
+                                                              seed=seed, num_resamples=num_resamples)  # fmt: skip
+    return scores, comparisons
+
+
+def angle_stats(
+    by_angle: dict[str, dict[str, Scores]], seed: int, num_resamples: int
+) -> dict[str, dict[str, dict[str, dict[str, dict[str, float]]]]]:
+    """`summary_stats` of every set and angle bin (`evaluate_by_angle`'s scores), for `figures.angle_breakdown`."""
+    return {name: {label: summary_stats(bin_scores, list(ANGLE_METRICS), seed=seed, num_resamples=num_resamples)
+                   for label, bin_scores in bins.items()} for name, bins in by_angle.items()}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Statistics over objects
 

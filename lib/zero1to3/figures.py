@@ -193,6 +193,40 @@ def per_object_scatter(
     return fig
 
 
+def angle_breakdown(
+    stats: dict[str, dict[str, dict[str, dict[str, dict[str, float]]]]], metrics: tuple[str, ...] = ("fg_psnr",
+    "silhouette_iou"),
+) -> Figure:  # fmt: skip
+    """Each method's mean (with its 95% interval) against the angle between input and target camera.
+
+    Args:
+        stats: `{set: {bin label "low_high": {method: {metric: {"mean", "ci_low", "ci_high"}}}}}`
+            (`evaluate.summary_stats` of each bin of `evaluate.scores_by_angle`).
+        metrics: One column of panels per metric; one row per set.
+    """
+    fig, axes = plt.subplots(len(stats), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(stats)), squeeze=False)
+    for r, (name, bins) in enumerate(stats.items()):
+        labels = list(bins)
+        x = np.arange(len(labels))
+        methods = list(dict.fromkeys(m for per_bin in bins.values() for m in per_bin))
+        for c, metric in enumerate(metrics):
+            ax = axes[r, c]
+            for k, method in enumerate(methods):
+                values = [bins[b].get(method, {}).get(metric, {}) for b in labels]
+                mean = np.array([v.get("mean", np.nan) for v in values])
+                low = np.array([v.get("ci_low", np.nan) for v in values])
+                high = np.array([v.get("ci_high", np.nan) for v in values])
+                err = np.stack([mean - low, high - mean])  # (2, bins): distances below and above the mean
+                ax.errorbar(x + 0.06 * (k - (len(methods) - 1) / 2), mean, yerr=err, marker="o", ms=3, capsize=2,
+                            label=METHOD_LABELS.get(method, method))  # fmt: skip
+            ax.set_xticks(x, [f"{b.replace('_', '-')}°" for b in labels])
+            ax.set(xlabel="angle between input and target camera", ylabel=metric, title=f"{name}: {metric}")
+            if r == 0 and c == 0:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def save_gif(frames: Float[np.ndarray, "*shape"], path: str | Path, fps: float = 8.0, scale: int = 2) -> Path:
     """A looping animated GIF of frames in [0, 1], upscaled `scale` x (nearest) for display; written atomically."""
     if frames.ndim != 4 or frames.shape[-1] != 3:

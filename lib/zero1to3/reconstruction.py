@@ -20,6 +20,7 @@ from jaxtyping import Float, UInt8
 from tqdm import tqdm
 
 from zero1to3 import data, figures, files, models, outputs, sjc, voxel
+from zero1to3 import metrics as zmetrics
 from zero1to3.config import SJCConfig
 
 logger = logging.getLogger(__name__)
@@ -123,14 +124,53 @@ def turntable_figure_rows(
     return rows
 
 
+def input_view_scores(
+    priors: dict[str, models.Zero123Components], data_dir: str | Path, sjc_dir: str | Path, object_ids: list[str],
+    input_view: int, cfg: SJCConfig,
+) -> dict[str, dict[str, dict[str, float]]]:  # fmt: skip
+    """How well each saved field reproduces what it was given: its render from the input camera, decoded by the
+    prior's VAE, against the input view on white. `{method: {id: {"psnr", "fg_psnr"}}}`.
+
+    The field is fitted to this view (`loss_input`, `loss_input_mask`), so a low score means the fit failed; the
+    VAE's own round trip bounds it from above.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for method, prior in priors.items():
+        out[method] = {}
+        for oid in object_ids:
+            views, mesh_file = data.load_object(data_dir, oid), outputs.mesh_path(sjc_dir, method, oid)
+            field = load_field(mesh_file.with_suffix(".field.pt"), cfg, prior.unet.config.out_channels)
+            center = views.camera_centers[input_view][None]
+            rendered = sjc.render_images(field, prior, center, cfg.samples_per_ray, cfg.background_depth)["rgb"]
+            truth = data.composite_on_white(views.rgba[input_view])[None]
+            out[method][oid] = {"psnr": zmetrics.image_metrics(rendered, truth)["psnr"],
+                                "fg_psnr": zmetrics.foreground_psnr(rendered, truth)["foreground_psnr"]}  # fmt: skip
+    return out
+
+
+def input_view_lines(input_scores: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One markdown line per method: mean PSNR and foreground PSNR of the fields' renders from the input camera."""
+    lines = []
+    for method, per_object in input_scores.items():
+        psnr = np.mean([v["psnr"] for v in per_object.values()])
+        fg = np.mean([v["fg_psnr"] for v in per_object.values()])
+        lines.append(f"- {method}: {psnr:.1f} dB PSNR, {fg:.1f} dB foreground PSNR from the input camera "
+                     f"({len(per_object)} objects)")  # fmt: skip
+    return "\n".join(lines)
+
+
 def loss_histories(records: dict[str, dict[str, Record]], object_ids: list[str]) -> dict[str, list[dict[str, float]]]:
     """`{"<method> <id>": history}` of the given objects, with `step` = iteration (for `figures.loss_curves`)."""
     return {f"{method} {oid}": [{"step": row["iteration"]} | row for row in recs[oid]["history"]]
             for method, recs in records.items() for oid in object_ids}  # fmt: skip
 
 
-def stage_metrics(records: dict[str, dict[str, Record]], cfg: SJCConfig) -> dict[str, float | int]:
-    """Stage 04's metrics: mean seconds per object, objects and empty meshes per method, iterations."""
+def stage_metrics(
+    records: dict[str, dict[str, Record]], cfg: SJCConfig,
+    input_scores: dict[str, dict[str, dict[str, float]]] | None = None,
+) -> dict[str, float | int]:  # fmt: skip
+    """Stage 04's metrics: mean seconds per object, objects and empty meshes per method, iterations, and (given
+    `input_view_scores`) the mean PSNR and foreground PSNR of the fields' renders from the input camera."""
     metrics: dict[str, float | int] = {}
     for method, recs in records.items():
         metrics[f"{method}/seconds_per_object"] = float(np.mean([r["seconds"] for r in recs.values()]))
@@ -138,6 +178,11 @@ def stage_metrics(records: dict[str, dict[str, Record]], cfg: SJCConfig) -> dict
         metrics[f"{method}/num_objects"] = len(recs)
     for method, recs in records.items():
         metrics[f"{method}/num_empty"] = sum(r["mesh_error"] is not None for r in recs.values())
+    for method, per_object in (input_scores or {}).items():
+        for key in ("psnr", "fg_psnr"):
+            values = [v[key] for v in per_object.values() if np.isfinite(v[key])]
+            if values:
+                metrics[f"{method}/input_view_{key}"] = float(np.mean(values))
     metrics["iterations"] = cfg.iterations
     return metrics
 

@@ -183,8 +183,12 @@ def flat_metrics(
     novel_view_comparisons: dict[str, list[dict[str, Any]]] | None = None,
     reconstruction: dict[str, Scores] | None = None,
     reconstruction_comparisons: dict[str, list[dict[str, Any]]] | None = None,
+    by_angle: dict[str, dict[str, Scores]] | None = None,
+    by_angle_comparisons: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
 ) -> dict[str, float]:
     """Flat `dict[str, float]` for `files.write_metrics` (DVC metrics): finite numbers only, never None or nan.
+
+    `by_angle` (`evaluate.evaluate_by_angle`) adds the same keys under `novel_view_by_angle/<split>/<bin>/...`.
 
     Each argument maps a split (`test`, `zero_shot`) to scores or to `paired_comparisons` rows. Keys, for section
     `novel_view` or `reconstruction`:
@@ -206,6 +210,14 @@ def flat_metrics(
         for split in dict.fromkeys([*by_split, *comps]):
             check_name("split", split)
             _flat_section(out, f"{section}/{split}", by_split.get(split), comps.get(split))
+    by_angle, by_angle_comparisons = by_angle or {}, by_angle_comparisons or {}
+    for split in dict.fromkeys([*by_angle, *by_angle_comparisons]):
+        check_name("split", split)
+        bins = {**by_angle.get(split, {}), **by_angle_comparisons.get(split, {})}
+        for label in bins:
+            check_name("angle bin", label)
+            _flat_section(out, f"novel_view_by_angle/{split}/{label}", by_angle.get(split, {}).get(label),
+                          by_angle_comparisons.get(split, {}).get(label))  # fmt: skip
     return out
 
 
@@ -291,6 +303,24 @@ def reconstruction_tables(
     return "\n\n".join(sections)
 
 
+def angle_tables(by_angle: dict[str, dict[str, Scores]], seed: int, num_resamples: int) -> str:
+    """Per set and metric: one row per method, one "mean [CI]" column per angle bin (with its object count)."""
+    sections = []
+    for name, bins in by_angle.items():
+        for metric in ("fg_psnr", "silhouette_iou"):
+            rows: dict[str, dict[str, str]] = {}
+            columns = ["method"]
+            for label, bin_scores in bins.items():
+                num = len(next(iter(bin_scores.values()))[metric])
+                column = f"{label.replace('_', '-')}° (N={num})"
+                columns.append(column)
+                for row in summary_rows(bin_scores, [metric], seed=seed, num_resamples=num_resamples):
+                    rows.setdefault(row["method"], {"method": row["method"]})[column] = row[metric]
+            sections.append(f"### {name}: {metric} by the angle between input and target camera\n\n"
+                            + markdown_table(list(rows.values()), columns))  # fmt: skip
+    return "\n\n".join(sections)
+
+
 def paper_markdown(path: str | Path) -> str:
     """The paper's tables (`paper_tables`) as markdown, under the note that they are a different scale."""
     tables = paper_tables(path)
@@ -306,6 +336,7 @@ def unavailable_lines(unavailable: list[dict[str, str]]) -> str:
 def results_report(
     comparisons: dict[str, list[dict[str, Any]]], recon_comparisons: dict[str, list[dict[str, Any]]],
     novel_view_md: str, reconstruction_md: str, unavailable: list[dict[str, str]], paper_results: str | Path,
+    angle_md: str = "",
 ) -> str:  # fmt: skip
     """`results/RESULTS.md`: how it was made, the claims, every table, unavailable metrics, the paper's numbers."""
     return results_markdown("Results of the default CPU study", {
@@ -314,6 +345,7 @@ def results_report(
         "Claims, paired per object (95% bootstrap intervals)": "\n".join(claim_lines(comparisons, recon_comparisons)),
         "Novel views": novel_view_md,
         "Paired differences": comparison_tables(comparisons),
+        "Where the pose matters: by camera angle": angle_md,
         "3D reconstruction": reconstruction_md,
         "Unavailable metrics": unavailable_lines(unavailable),
         "The paper's numbers (a different scale)": paper_markdown(paper_results),

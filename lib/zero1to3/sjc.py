@@ -358,6 +358,30 @@ def export_mesh(
 
 
 @torch.no_grad()
+def render_images(
+    field: voxel.VoxelField,
+    components: models.Zero123Components,
+    centers: Float[np.ndarray, "F 3"],
+    samples_per_ray: int = 64,
+    background_depth: float = 10.0,
+) -> dict[str, np.ndarray]:
+    """The field seen from cameras at `centers` (looking at the origin), decoded to images.
+
+    Returns:
+        `rgb` `(F, H, W, 3)` in [0, 1], decoded by the VAE from the rendered latents on the white
+        background latent; `depth` and `opacity` `(F, h, w)` at the latent resolution.
+    """
+    background = guidance.white_latent(components)  # (C, h, w)
+    out = render_views(field, np.asarray(centers, np.float64), background.shape[-1], samples_per_ray,
+                       background.permute(1, 2, 0), background_depth)  # fmt: skip
+    rgb = guidance.decode(components, out.features.permute(0, 3, 1, 2))  # (F, 3, H, W) in [0, 1]
+    return {
+        "rgb": rgb.permute(0, 2, 3, 1).cpu().numpy(),
+        "depth": out.depth.cpu().numpy(),
+        "opacity": out.opacity.cpu().numpy(),
+    }
+
+
 def render_turntable(
     field: voxel.VoxelField,
     components: models.Zero123Components,
@@ -367,22 +391,9 @@ def render_turntable(
     samples_per_ray: int = 64,
     background_depth: float = 10.0,
 ) -> dict[str, np.ndarray]:
-    """Frames around the object at a fixed radius and polar angle, azimuth from 0 in equal steps (for figures).
-
-    Returns:
-        `rgb` `(F, H, W, 3)` in [0, 1], decoded by the VAE from the rendered latents on the white
-        background latent; `depth` and `opacity` `(F, h, w)` at the latent resolution.
-    """
+    """`render_images` around the object at a fixed radius and polar angle, azimuth from 0 in equal steps."""
     if num_frames < 1:
         raise ValueError(f"`num_frames` must be >= 1, got {num_frames}")
     azimuth_rad = np.linspace(0.0, 2.0 * np.pi, num_frames, endpoint=False)
     centers = cameras.spherical_to_cartesian(np.radians(polar_deg), azimuth_rad, radius)  # (F, 3)
-    background = guidance.white_latent(components)  # (C, h, w)
-    out = render_views(field, centers, background.shape[-1], samples_per_ray, background.permute(1, 2, 0),
-                       background_depth)  # fmt: skip
-    rgb = guidance.decode(components, out.features.permute(0, 3, 1, 2))  # (F, 3, H, W) in [0, 1]
-    return {
-        "rgb": rgb.permute(0, 2, 3, 1).cpu().numpy(),
-        "depth": out.depth.cpu().numpy(),
-        "opacity": out.opacity.cpu().numpy(),
-    }
+    return render_images(field, components, centers, samples_per_ray, background_depth)

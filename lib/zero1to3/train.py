@@ -502,9 +502,11 @@ def finetune_metrics(
     probe: dict[str, dict[str, float]],
     seconds: dict[str, float],
     vae_history: list[dict[str, float]],
+    vae_scores: dict[str, float] | None = None,
     tail: int = 100,
 ) -> dict[str, float]:
-    """Flat metrics of the stage: final losses (mean of the last `tail` steps), steps, probe, minutes."""
+    """Flat metrics of the stage: final losses (mean of the last `tail` steps), steps, probe, minutes, and the
+    autoencoder's held-out round trip (`autoencoder.colour_metrics`) as `vae_heldout_<name>`."""
     final = lambda h: float(np.mean([row["loss"] for row in h[-tail:]]))  # noqa: E731
     metrics = {
         "steps": len(result.history),
@@ -517,6 +519,7 @@ def finetune_metrics(
             metrics[f"{key}_{model.replace(' ', '_')}"] = value
     if vae_history:
         metrics["vae_final_recon_mse"] = float(np.mean([row["loss_recon"] for row in vae_history[-20:]]))
+    metrics |= {f"vae_heldout_{name}": value for name, value in (vae_scores or {}).items() if np.isfinite(value)}
     metrics |= {f"minutes_{name.replace(' ', '_').replace('(', '').replace(')', '')}": s / 60 for name, s in
                 seconds.items()}  # fmt: skip
     return metrics
