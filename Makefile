@@ -1,17 +1,21 @@
 # The two commands of the README. Each does all set-up itself (scripts/setup.sh, idempotent).
 #   make study   run the whole study (dvc repro at the default CPU scale)
 #   make test    run the tests
+# And: make quick  the whole study at the quick profile (profiles/quick.yaml), outputs under quick/
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup study test lint bench
+.PHONY: setup study quick test lint bench
 setup:
 	@bash scripts/setup.sh
 
 study: setup
 	dvc repro
+
+quick: setup
+	for stage in render finetune sample sjc evaluate; do python -m zero1to3 run $$stage --params profiles/quick.yaml || exit 1; done
 
 test: setup
 	python -m pytest -n 2 --dist loadgroup

@@ -1,5 +1,6 @@
 import ast
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,36 @@ def test_cli_a_huge_image_is_one_line_with_its_size_and_the_limit(saved_model, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err
     assert "14000x14000 px" in err and f"{Image.MAX_IMAGE_PIXELS:,} pixels" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The quick profile (`make quick`)
+
+
+def test_the_quick_profile_fits_every_schema_and_writes_only_under_quick():
+    import yaml
+
+    from zero1to3 import config
+
+    quick = yaml.safe_load((REPO / "profiles" / "quick.yaml").read_text())
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert list(quick) == list(default) == list(cli.STAGES)
+    for stage, group in quick.items():
+        config.stage_config(stage, group)
+        assert set(group) == set(default[stage])
+        for key in ("data_dir", "models_dir", "results_dir"):
+            if key in group:
+                assert group[key].startswith("quick/"), f"{stage}.{key} = {group[key]} would touch the study's files"
+    assert quick["finetune"]["tiny_model"] == default["finetune"]["tiny_model"]  # the same model, trained less
+    assert "/quick" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_a_notebook_run_with_another_params_file_says_so_at_the_top(tmp_path):
+    import nbformat
+
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 01 · Render")]), path)
+    cli.mark_profile(path, Path("profiles/quick.yaml"))
+    cells = nbformat.read(path, as_version=4).cells
+    assert "Run with `profiles/quick.yaml`, not the study's `params.yaml`" in cells[0].source
+    assert cells[1].source == "# 01 · Render"

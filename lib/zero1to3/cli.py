@@ -69,8 +69,10 @@ def run_stage(
 ) -> Path:
     """Execute `notebooks/<NN_stage>.ipynb` by papermill with the stage's parameters.
 
-    The executed copy (parameters injected, outputs kept) goes to `results/notebooks/` unless
-    `output_notebook` says otherwise; the notebook runs with the repository root as working folder.
+    The executed copy (parameters injected, outputs kept) goes to `<results_dir>/notebooks/` of the stage's group
+    (`results/notebooks/` for `params.yaml`) unless `output_notebook` says otherwise; the notebook runs with the
+    repository root as working folder. Run with any params file but the repository's `params.yaml` (a profile such
+    as `profiles/quick.yaml`), the executed notebook opens with a note naming that file (`mark_profile`).
     `execution_timeout` is the seconds one cell may run before the stage fails (None: no limit).
     """
     import papermill as pm
@@ -83,11 +85,28 @@ def run_stage(
         raise RuntimeError(f"Jupyter kernel {KERNEL_NAME!r} is not installed; run `make setup` first")
     root = files.find_project_root()
     source = root / "notebooks" / STAGES[stage]
-    output = Path(output_notebook) if output_notebook else root / "results" / "notebooks" / STAGES[stage]
+    results_dir = root / parameters.get("results_dir", "results")
+    output = Path(output_notebook) if output_notebook else results_dir / "notebooks" / STAGES[stage]
     output.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(source, output, parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(root), log_output=True,
                         execution_timeout=execution_timeout)  # fmt: skip
+    if Path(params_path).resolve() != (root / "params.yaml").resolve():
+        mark_profile(output, Path(params_path))
     return output
+
+
+def mark_profile(notebook: str | Path, params_path: Path) -> None:
+    """Open an executed notebook with a note that it ran with `params_path`, not the study's `params.yaml`."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    note = nbformat.v4.new_markdown_cell(
+        f"> **Run with `{params_path.as_posix()}`, not the study's `params.yaml`.** A different profile: its "
+        "numbers are not the study's results (see the head of that file for what it changes)."
+    )
+    note.metadata["tags"] = ["profile-note"]
+    nb.cells.insert(0, note)
+    nbformat.write(nb, notebook)
 
 
 def main(argv: list[str] | None = None) -> int:
