@@ -10,14 +10,16 @@ loading torch first would add seconds to every stage's start for nothing.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import yaml
 
-from zero1to3 import files
+from zero1to3 import config, files
 
 # Stage name -> its notebook; one stage per notebook, in pipeline order.
 STAGES = {
@@ -41,8 +43,6 @@ def read_params(path: str | Path, stage: str) -> dict[str, Any]:
         config.ParamsError: malformed YAML (naming the file and line), a missing group, or a group that does not
             fit its schema (one line per problem, naming `group.key`, the value and the rule).
     """
-    from zero1to3 import config
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file {path} does not exist")
@@ -97,8 +97,6 @@ def run_stage(
 
 def mark_profile(notebook: str | Path, params_path: Path) -> None:
     """Open an executed notebook with a note that it ran with `params_path`, not the study's `params.yaml`."""
-    import nbformat
-
     nb = nbformat.read(notebook, as_version=4)
     note = nbformat.v4.new_markdown_cell(
         f"> **Run with `{params_path.as_posix()}`, not the study's `params.yaml`.** A different profile: its "
@@ -123,11 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
-        from zero1to3.config import ParamsError
-
         try:
             out = run_stage(args.stage, args.params, args.output_notebook)  # checks the params before it starts
-        except (FileNotFoundError, ParamsError) as err:  # a user's error: what and where, no traceback
+        except (FileNotFoundError, config.ParamsError) as err:  # a user's error: what and where, no traceback
             print(f"error: {err}", file=sys.stderr)
             return 2
         logger.info("executed notebook written to %s", out)
@@ -220,8 +216,6 @@ def _sample(args: argparse.Namespace) -> list[Path]:
 
 def _write_image(path: Path, image: Any) -> None:
     """A PIL image as PNG, atomically."""
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     files.write_bytes_atomic(path, buffer.getvalue())

@@ -18,6 +18,7 @@ import trimesh
 from jaxtyping import Float, Int, UInt8
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from PIL import Image
 
 from zero1to3 import files
@@ -251,8 +252,6 @@ def mesh_snapshots(
     and its ground truth drawn this way share scale and orientation. A missing or empty mesh
     gives blank white pictures. Drawn off-screen: the notebook's plotting backend is left alone.
     """
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-
     mesh = trimesh.load(mesh_file, force="mesh") if Path(mesh_file).is_file() else None
     light = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
     shots = []

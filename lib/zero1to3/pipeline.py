@@ -362,7 +362,7 @@ def camera_sliders(
     pipe: Zero123Pipeline, views: outputs.HeldOutViews, num_steps: int, guidance_scale: float, eta: float, seed: int
 ) -> Any:
     """Sliders for polar, azimuth and radius offsets that redraw the view (Jupyter; under papermill: one draw)."""
-    import ipywidgets as widgets
+    import ipywidgets as widgets  # Jupyter only: the pipeline itself never needs a widget toolkit
     import matplotlib.pyplot as plt
 
     def draw(obj: str, polar: float, azimuth: float, radius: float) -> None:

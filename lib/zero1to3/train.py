@@ -136,7 +136,7 @@ def build_components(
             f"got {weights_path!r}, which does not exist. Place the weights there and set `weights_path`."
         )
     if path.suffix == ".ckpt":
-        from zero1to3 import convert
+        from zero1to3 import convert  # paper scale only; keeps the converter out of the tiny study's stage deps
 
         return convert.load_zero123_ckpt(path, prediction_type=prediction_type)
     index = path / "model_index.json"
