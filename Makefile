@@ -2,12 +2,13 @@
 #   make study   run the whole study (dvc repro at the default CPU scale)
 #   make test    run the tests
 # And: make quick  the whole study at the quick profile (profiles/quick.yaml), outputs under quick/
+#      make lab    JupyterLab on the notebooks with the project's kernel (scripts/lab.sh prints the URL)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup study quick test lint bench
+.PHONY: setup study quick lab test lint bench
 setup:
 	@bash scripts/setup.sh
 
@@ -16,6 +17,9 @@ study: setup
 
 quick: setup
 	for stage in render finetune sample sjc evaluate; do python -m zero1to3 run $$stage --params profiles/quick.yaml || exit 1; done
+
+lab: setup
+	bash scripts/lab.sh
 
 test: setup
 	python -m pytest -n 2 --dist loadgroup

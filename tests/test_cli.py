@@ -265,3 +265,38 @@ def test_a_notebook_run_with_another_params_file_says_so_at_the_top(tmp_path):
     cells = nbformat.read(path, as_version=4).cells
     assert "Run with `profiles/quick.yaml`, not the study's `params.yaml`" in cells[0].source
     assert cells[1].source == "# 01 · Render"
+
+
+def test_make_lab_serves_the_notebooks(tmp_path):
+    """`make lab`'s script starts JupyterLab; the server lists the five notebooks over HTTP, then stops."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "test-token"
+    server = subprocess.Popen(
+        ["bash", str(REPO / "scripts" / "lab.sh"), f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"JUPYTER_RUNTIME_DIR": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
+        deadline, listing = time.monotonic() + 90, None
+        while listing is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    listing = json.load(response)
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, f"JupyterLab did not answer: {server.stderr.read().decode()[-2000:]}"
+        names = {item["name"] for item in listing["content"]}
+        assert set(cli.STAGES.values()) <= names
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
