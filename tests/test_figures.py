@@ -91,12 +91,16 @@ def test_turntable_rows_line_up_at_the_image_size():
 
 def test_row_labels_fit_inside_the_figure():
     rows = {"a_rather_long_object_name: input | truth": np.zeros((9, 4, 4, 3)), "x": np.zeros((2, 4, 4, 3))}
+    rows |= {f"row {i}": np.zeros((9, 4, 4, 3)) for i in range(30)}  # tall, as stage 03's: the title must still fit
     fig = figures.image_grid(rows, cell_in=0.7, title="t")
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes[::9]:
         box = ax.yaxis.label.get_window_extent(renderer)
         assert box.x0 >= 0, f"label {ax.get_ylabel()!r} is clipped on the left"
+    title = fig._suptitle.get_window_extent(renderer)
+    assert title.y0 >= fig.axes[0].get_window_extent(renderer).y1, "the title overlaps the first row"
+    assert title.y1 <= fig.bbox.y1, "the title is cut at the top"
 
 
 def test_curves_bars_and_scatter_draw_what_they_are_given(tmp_path):

@@ -148,9 +148,10 @@ def image_grid(rows: dict[str, np.ndarray], cell_in: float = 0.8, title: str = "
             if c < len(images):
                 ax.imshow(np.clip(images[c], 0.0, 1.0), interpolation="nearest")
         axes[r, 0].set_ylabel(name, fontsize=LABEL_FONT_SIZE, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=8)
-    top = 1.0 - (0.35 if title else 0.02) / (cell_in * len(rows))
+    height = cell_in * len(rows)
+    if title:  # pinned 0.08 in below the top edge, above the first row (which starts 0.35 in down)
+        fig.suptitle(title, fontsize=8, y=1.0 - 0.08 / height, va="top")
+    top = 1.0 - (0.35 if title else 0.02) / height
     fig.subplots_adjust(left=label_in / width, right=1.0 - 0.05 / width, top=top, bottom=0.01, wspace=0.04,
                         hspace=0.06)  # fmt: skip
     return fig
