@@ -361,3 +361,11 @@ def test_scores_by_angle_average_the_views_of_each_bin_per_object(views):
     assert flat["novel_view_by_angle/test/90_180/zero123_minus_no_pose/silhouette_iou"] == pytest.approx(1.0)
     table = report.angle_tables(scores, seed=0, num_resamples=200)
     assert "0-45° (N=2)" in table and "45-90° (N=1)" in table and "| copy_input |" in table
+
+
+def test_the_report_names_a_profile_that_is_not_the_study():
+    default = report.results_report({}, {}, "", "", [], PAPER_RESULTS)
+    quick = report.results_report({}, {}, "", "", [], PAPER_RESULTS, results_dir="quick/results")
+    assert default.startswith("# Results of the default CPU study") and "`results/notebooks/05_evaluate" in default
+    assert quick.startswith("# Results in quick/results/: another profile, not the default study")
+    assert "`quick/results/notebooks/05_evaluate.ipynb`" in quick

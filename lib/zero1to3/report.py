@@ -336,12 +336,18 @@ def unavailable_lines(unavailable: list[dict[str, str]]) -> str:
 def results_report(
     comparisons: dict[str, list[dict[str, Any]]], recon_comparisons: dict[str, list[dict[str, Any]]],
     novel_view_md: str, reconstruction_md: str, unavailable: list[dict[str, str]], paper_results: str | Path,
-    angle_md: str = "",
+    angle_md: str = "", results_dir: str = "results",
 ) -> str:  # fmt: skip
-    """`results/RESULTS.md`: how it was made, the claims, every table, unavailable metrics, the paper's numbers."""
-    return results_markdown("Results of the default CPU study", {
-        "How this was made": "`notebooks/05_evaluate.ipynb` (executed: `results/notebooks/05_evaluate.ipynb`); do "
-                             "not edit.",
+    """`results/RESULTS.md`: how it was made, the claims, every table, unavailable metrics, the paper's numbers.
+
+    Written anywhere but `results/` (a profile such as `make quick`'s), the title says it is not the study's.
+    """
+    title = "Results of the default CPU study"
+    if Path(results_dir) != Path("results"):
+        title = f"Results in {Path(results_dir).as_posix()}/: another profile, not the default study"
+    return results_markdown(title, {
+        "How this was made": f"`notebooks/05_evaluate.ipynb` (executed: `{Path(results_dir).as_posix()}/notebooks/"
+                             "05_evaluate.ipynb`); do not edit.",
         "Claims, paired per object (95% bootstrap intervals)": "\n".join(claim_lines(comparisons, recon_comparisons)),
         "Novel views": novel_view_md,
         "Paired differences": comparison_tables(comparisons),
