@@ -42,3 +42,31 @@ def test_colour_metrics_measure_the_chroma_the_round_trip_keeps(dummy_components
     chroma = lambda x: (x.max(axis=-1) - x.min(axis=-1))[mask].mean()  # noqa: E731
     assert scores["chroma_kept"] == pytest.approx(chroma(recon) / chroma(truth), rel=1e-5)
     assert scores["fg_psnr"] == pytest.approx(metrics.foreground_psnr(recon, truth)["foreground_psnr"], abs=1e-4)
+
+
+def test_a_vae_trained_from_the_same_inputs_is_reused_and_any_change_retrains(tmp_path, monkeypatch):
+    views = fake_views(num_objects=2, num_views=2)
+    args = dict(steps=3, batch_size=2, learning_rate=1e-3, kl_weight=1e-6, seed=0, cache_dir=tmp_path, progress=False)
+    first = models.build_dummy_components(seed=0).vae
+    history, reused = autoencoder.fit_vae_cached(first, views, **args)
+    assert not reused and len(history) == 3 and (tmp_path / autoencoder.VAE_CACHE_FILE).is_file()
+
+    calls = []
+    real_fit = autoencoder.fit_vae
+    monkeypatch.setattr(autoencoder, "fit_vae", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    again = models.build_dummy_components(seed=0).vae  # the same start
+    history_again, reused = autoencoder.fit_vae_cached(again, views, **args)
+    assert reused and not calls and history_again == history
+    assert again.config.scaling_factor == first.config.scaling_factor
+    for (name, a), (_, b) in zip(first.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert not any(p.requires_grad for p in again.parameters()) and not again.training
+
+    for change in ({"steps": 4}, {"seed": 1}):  # other settings: trained afresh, the cache replaced
+        _, reused = autoencoder.fit_vae_cached(models.build_dummy_components(seed=0).vae, views, **args | change)
+        assert not reused
+    _, reused = autoencoder.fit_vae_cached(models.build_dummy_components(seed=1).vae, views, **args | {"seed": 1})
+    assert not reused  # another starting VAE
+    other_views = fake_views(num_objects=3, num_views=2)
+    _, reused = autoencoder.fit_vae_cached(models.build_dummy_components(seed=1).vae, other_views, **args | {"seed": 1})
+    assert not reused and len(calls) == 4

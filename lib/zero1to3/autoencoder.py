@@ -10,8 +10,10 @@ scaled posterior sample).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,8 +23,12 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 from tqdm import tqdm
 
-from zero1to3 import data
+from zero1to3 import checkpoints, data, fingerprint
 from zero1to3 import metrics as zmetrics
+
+logger = logging.getLogger(__name__)
+
+VAE_CACHE_FILE = "vae.pt"  # in the cache folder: the trained VAE, its scaling factor, history and identity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +99,49 @@ def fit_vae(
         sample_std = torch.sqrt(table.mean.var() + (table.std**2).mean()).item()
     vae.register_to_config(scaling_factor=1.0 / sample_std)
     return history
+
+
+def fit_vae_cached(
+    vae: AutoencoderKL,
+    views: data.MultiViewSet,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    kl_weight: float,
+    seed: int,
+    cache_dir: str | Path,
+    progress: bool = True,
+) -> tuple[list[dict[str, float]], bool]:
+    """`fit_vae`, unless `cache_dir` holds the result of the same training; returns `(history, reused)`.
+
+    The same training means the same starting VAE (weights and config), the same views and cameras, and the
+    same settings and seed. The cached weights, latent scaling factor and loss history are then loaded into
+    `vae` in place (frozen, as `fit_vae` leaves it), so a rerun of stage 02, or a notebook opened after one,
+    skips the VAE's minutes. Anything else trains afresh and replaces the cache (atomically). The cache holds
+    what this machine computed: training is deterministic here, so the reuse equals a retraining.
+    """
+    identity = fingerprint.Hasher().value("vae", fingerprint.modules_fingerprint(
+        {"vae": vae}, {"vae": fingerprint.plain_config(vae.config)}))  # fmt: skip
+    identity.value("object_ids", views.object_ids).array("rgba", views.rgba).array("centers", views.camera_centers)
+    identity.value("settings", {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+                                "kl_weight": kl_weight, "seed": seed})  # fmt: skip
+    digest = identity.hexdigest()
+    path = Path(cache_dir) / VAE_CACHE_FILE
+    if path.is_file():
+        state = checkpoints.load(path)
+        if state.get("identity") == digest:
+            vae.load_state_dict(state["state_dict"])
+            vae.register_to_config(scaling_factor=float(state["scaling_factor"]))
+            vae.eval().requires_grad_(False)
+            logger.info("VAE reused from %s (same start, views, settings and seed)", path)
+            return state["history"], True
+        logger.info("VAE in %s was trained from other inputs (%s vs %s now): training afresh", path,
+                    fingerprint.short(str(state.get("identity"))), fingerprint.short(digest))  # fmt: skip
+    history = fit_vae(vae, views, steps, batch_size, learning_rate, kl_weight, torch.Generator().manual_seed(seed),
+                      progress=progress)  # fmt: skip
+    checkpoints.write(path, {"identity": digest, "state_dict": vae.state_dict(),
+                             "scaling_factor": float(vae.config.scaling_factor), "history": history})  # fmt: skip
+    return history, False
 
 
 @torch.no_grad()

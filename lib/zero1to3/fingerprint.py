@@ -88,7 +88,7 @@ def short(digest: str) -> str:
     return digest[:12]
 
 
-def _plain_config(config: Any) -> dict[str, Any]:
+def plain_config(config: Any) -> dict[str, Any]:
     """A module's config without the keys that name where or with which library version it was loaded."""
     values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     return {k: v for k, v in values.items() if not k.startswith("_") and k != "transformers_version"}
@@ -101,6 +101,6 @@ def components_fingerprint(components: Any) -> str:
     after its training, is part of its config, so it counts).
     """
     modules = components.modules()
-    configs = {name: _plain_config(m.config) for name, m in modules.items() if getattr(m, "config", None) is not None}
-    configs["scheduler"] = _plain_config(components.scheduler.config)
+    configs = {name: plain_config(m.config) for name, m in modules.items() if getattr(m, "config", None) is not None}
+    configs["scheduler"] = plain_config(components.scheduler.config)
     return modules_fingerprint(modules, configs)
