@@ -72,9 +72,9 @@ def smoke_params(tmp_path: Path) -> Path:
 
 # The smoke run: the five stages in pipeline order in one temporary project; each stage reads what the stages before
 # it wrote. One test function with a subtest per stage (pytest's `subtests`), so each stage reports on its own and a
-# failed stage skips the later ones by name. Not one test per stage: pytest-xdist's `loadgroup` does not keep a group
-# on one worker under pytest 9.2 (measured: three tests of one `xdist_group` ran on gw0 and gw1), so separate tests
-# could run on workers that never saw the earlier stages' outputs.
+# failed stage skips the later ones by name. One function keeps the order and the shared folder whatever the
+# scheduler does: pytest-xdist's `loadgroup` once broke silently (pytest 9.2, pytest-dev/pytest-xdist#1386; measured:
+# three tests of one `xdist_group` ran on gw0 and gw1), which is why pyproject.toml keeps pytest below 9.2.
 
 CELL_TIMEOUT_S = 600  # per notebook cell: a hung kernel fails its stage instead of hanging CI
 
