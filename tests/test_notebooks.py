@@ -53,8 +53,7 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
     assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
-        is_parameters = "parameters" in cell.metadata.get("tags", [])  # values, not code: a mapping may span lines
-        assert is_parameters or len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
+        assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions and classes belong in lib/"
 
 

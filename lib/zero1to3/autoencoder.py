@@ -145,10 +145,11 @@ def fit_vae_cached(
 
 
 @torch.no_grad()
-def vae_reconstructions(vae: AutoencoderKL, rgba: np.ndarray) -> dict[str, np.ndarray]:
+def vae_reconstructions(vae: AutoencoderKL, rgba: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Views on white and their VAE reconstructions (posterior mean decoded), `(N, H, W, 3)` in [0, 1]."""
     x = data.to_model_images(rgba)
-    recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    recon = torch.cat([vae.decode(vae.encode(x[i : i + batch_size]).latent_dist.mode()).sample
+                       for i in range(0, len(x), batch_size)])  # fmt: skip
     to_hwc = lambda t: ((t + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).numpy()  # noqa: E731
     return {"view": to_hwc(x), "VAE reconstruction": to_hwc(recon)}
 
@@ -162,11 +163,7 @@ def colour_metrics(vae: AutoencoderKL, rgba: UInt8[np.ndarray, "N H W 4"], batch
     (`metrics.foreground_mask`); `chroma_kept` is the reconstructions' average over the truth's, 1 when
     every colour survives, near 0 when the autoencoder returns grey.
     """
-    recons = []
-    for start in range(0, len(rgba), batch_size):
-        x = data.to_model_images(rgba[start : start + batch_size])
-        recons.append(vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1.0, 1.0))
-    recon = ((torch.cat(recons) + 1.0) / 2.0).permute(0, 2, 3, 1).numpy().astype(np.float64)
+    recon = vae_reconstructions(vae, rgba, batch_size)["VAE reconstruction"].astype(np.float64)
     truth = data.composite_on_white(rgba).astype(np.float64)
     mask = zmetrics.foreground_mask(truth)
     chroma = lambda images: images.max(axis=-1) - images.min(axis=-1)  # noqa: E731
