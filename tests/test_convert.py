@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from test_checkpoints import _RunsCode, write_lightning_1x
 from zero1to3 import convert, models
 
 torch.set_num_threads(1)
@@ -227,3 +228,33 @@ def test_other_noise_schedules_and_non_checkpoints_are_refused(ckpt_state: dict[
         _convert(tmp_path / "other.ckpt")
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         _convert(tmp_path / "missing.ckpt")
+
+
+def test_a_lightning_1x_checkpoint_converts_without_lightning(
+    source: models.Zero123Components, ckpt_state: dict[str, Tensor], tmp_path: Path
+) -> None:
+    """Issue 15: the released files pickle Lightning's callback classes; they load safely, as inert placeholders."""
+    write_lightning_1x(tmp_path / "105000.ckpt", ckpt_state)
+    conv = _convert(tmp_path / "105000.ckpt")
+    assert _same(conv.unet, source.unet) and _same(conv.vae, source.vae)
+    assert conv.ddim_schedule == "official"  # released weights sample with the paper's sampler
+
+
+def test_a_planted_object_is_refused_and_never_runs(ckpt_state: dict[str, Tensor], tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    write_lightning_1x(tmp_path / "evil.ckpt", ckpt_state, extra={"payload": _RunsCode(marker)})
+    with pytest.raises(ValueError, match=r"io.open.*trust_pickle=True"):
+        _convert(tmp_path / "evil.ckpt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["model.diffusion_model.input_blocks.1.0.extra.weight", "model.diffusion_model.label_emb.0.weight",
+     "first_stage_model.encoder.extra.weight"],
+)  # fmt: skip
+def test_a_key_diffusers_would_drop_or_misplace_is_named(
+    ckpt_state: dict[str, Tensor], tmp_path: Path, key: str
+) -> None:
+    with pytest.raises(convert.CheckpointKeyError, match=re.escape(key)):
+        _convert(_write(tmp_path, ckpt_state | {key: torch.zeros(3)}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,10 +95,96 @@ def test_noise_scheduler_prediction_type_and_schedule() -> None:
     sched = models.make_noise_scheduler()
     assert sched.alphas_cumprod[0].item() == pytest.approx(0.99915, abs=1e-6)  # spec 3.1
     assert sched.alphas_cumprod[-1].item() == pytest.approx(0.00466, abs=1e-5)
-    ddim = models.make_ddim_scheduler(sched)
-    ddim.set_timesteps(50)
-    assert ddim.timesteps[-1].item() == 1 and ddim.timesteps[0].item() == 981  # 1 + k * 20
-    assert not ddim.config.set_alpha_to_one
+    assert not models.make_ddim_scheduler(sched).config.set_alpha_to_one  # last step's abar_prev = abar_0
+
+
+def official_ddim_timesteps(num_steps: int, num_train: int = 1000) -> list[int]:
+    """The paper's sampler, as its code reads (spec 4.5): range(0, T, T // S) + 1, the largest dropped, from the top."""
+    candidates = [t + 1 for t in range(0, num_train, num_train // num_steps)]
+    return candidates[:-1][::-1]
+
+
+def test_official_ddim_schedule_is_the_papers_sampler() -> None:
+    assert models.ddim_timesteps(50, "official")[:2] == [961, 941] and len(models.ddim_timesteps(50, "official")) == 49
+    assert models.ddim_timesteps(10, "official")[0] == 801 and len(models.ddim_timesteps(75, "official")) == 76
+    for num_steps in range(2, 1001):
+        assert models.ddim_timesteps(num_steps, "official") == official_ddim_timesteps(num_steps), num_steps
+    with pytest.raises(ValueError, match="num_steps >= 2"):  # one candidate, dropped: the official runs no step
+        models.ddim_timesteps(1, "official")
+
+
+def test_diffusers_ddim_schedule_is_ddim_schedulers_own() -> None:
+    ddim = models.make_ddim_scheduler(models.make_noise_scheduler())
+    for num_steps in (1, 7, 10, 30, 50, 75, 200, 999):
+        ddim.set_timesteps(num_steps)
+        assert models.ddim_timesteps(num_steps, "diffusers") == ddim.timesteps.tolist(), num_steps
+    assert models.ddim_timesteps(50, "diffusers")[0] == 981
+    for bad, match in (({"schedule": "ldm"}, "schedule"), ({"num_steps": 0}, "num_steps")):
+        with pytest.raises(ValueError, match=match):
+            models.ddim_timesteps(**({"num_steps": 50, "schedule": "official"} | bad))
+
+
+def test_ddim_sampler_steps_by_the_stride_over_the_schedule() -> None:
+    noise = models.make_noise_scheduler()
+    for schedule in models.DDIM_SCHEDULES:
+        sampler = models.make_ddim_sampler(noise, 50, schedule, "cpu")
+        assert sampler.timesteps.tolist() == models.ddim_timesteps(50, schedule)
+        assert sampler.num_inference_steps == 50  # step() goes from t to t - 1000 // 50
+
+
+def test_the_ddim_schedule_is_recorded_with_the_model(components: models.Zero123Components, tmp_path: Path) -> None:
+    assert components.ddim_schedule == "diffusers"  # the tiny study's models keep the schedule they were scored with
+    official = dataclasses.replace(components, ddim_schedule="official")
+    official.save_pretrained(tmp_path / "model")
+    assert models.Zero123Components.load_pretrained(tmp_path / "model").ddim_schedule == "official"
+    index_path = tmp_path / "model" / "model_index.json"
+    index = json.loads(index_path.read_text())
+    del index["zero1to3"]["ddim_schedule"]
+    index_path.write_text(json.dumps(index))  # one of our folders from before the schedule was recorded
+    assert models.Zero123Components.load_pretrained(tmp_path / "model").ddim_schedule == "diffusers"
+    index_path.write_text(json.dumps(index | {"_class_name": "Zero1to3StableDiffusionPipeline"}))  # released weights
+    assert models.Zero123Components.load_pretrained(tmp_path / "model").ddim_schedule == "official"
+    index["zero1to3"]["ddim_schedule"] = "karras"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="karras"):
+        models.Zero123Components.load_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="ddim_schedule"):
+        dataclasses.replace(components, ddim_schedule="karras")
+
+
+def test_paper_components_have_the_papers_architecture() -> None:
+    comp = models.build_paper_components(seed=0, device="meta")  # shapes only: no memory, no init cost
+    counts = comp.summary()["num_parameters"]
+    assert round(counts["unet"] / 1e6, 1) == 859.5  # SD-v1's UNet with 8 input channels
+    assert round(counts["vae"] / 1e6, 1) == 83.7 and round(counts["image_encoder"] / 1e6, 1) == 304.0
+    assert counts["cc_projection"] == 772 * 768 + 768
+    assert tuple(comp.unet.conv_in.weight.shape) == (320, 8, 3, 3)  # spec 7.1's distinctive key
+    assert comp.unet.config.sample_size == 32 and comp.vae.config.sample_size == 256
+    assert comp.image_encoder.config.image_size == comp.feature_extractor.size["height"] == 224
+    assert comp.ddim_schedule == "official" and comp.scheduler.config.prediction_type == "epsilon"
+
+
+def test_saved_feature_extractor_squashes_as_the_official_embedder(components: models.Zero123Components) -> None:
+    """The folder's processor frames an image as the model saw it: squashed to the encoder size, no centre crop.
+
+    Only the resampling filter differs from the official path (antialiased, half-pixel centres); the bound is
+    the one `models.CLIP_PREPROCESSING_NOTE` writes into `model_index.json`.
+    """
+    import numpy as np
+    import torch.nn.functional as F
+
+    extractor = models.clip_image_processor(32)
+    assert extractor.do_center_crop is False and extractor.size["height"] == extractor.size["width"] == 32
+    g = torch.Generator().manual_seed(0)
+    for shape in ((256, 256), (48, 32)):  # square, and one a centre crop would cut
+        image = F.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=shape, mode="bilinear", align_corners=False)
+        pixels = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # (H, W, 3)
+        x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+        official = (F.interpolate(x, size=(32, 32), mode="bicubic", align_corners=True, antialias=False) + 1) / 2
+        mean, std = (torch.tensor(v)[None, :, None, None] for v in (extractor.image_mean, extractor.image_std))
+        saved = extractor(images=[pixels], return_tensors="pt")["pixel_values"] * std + mean  # back to [0, 1]
+        assert saved.shape == official.shape
+        assert (saved - official).abs().max() < 0.15 and (saved - official).abs().mean() < 0.02, shape
 
 
 def _outputs(comp: models.Zero123Components) -> list[torch.Tensor]:

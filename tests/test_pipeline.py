@@ -62,6 +62,18 @@ def test_the_pipeline_is_sample_novel_views_and_scale_one_is_the_conditional_pat
     assert not np.allclose(plain.array, run(pipe, guidance_scale=3.0, eta=0.0).array, atol=1e-3)
 
 
+def test_the_schedule_reaches_the_denoising_loop(pipe):
+    poses = pipeline.pose_from_degrees([0.0, 30.0], [90.0, -45.0])
+    views = {}
+    for schedule in models.DDIM_SCHEDULES:
+        views[schedule] = run(pipe, num_inference_steps=10, schedule=schedule).array
+        loop = sample.sample_novel_views(pipe.components, input_tensor().expand(2, -1, -1, -1), poses, 10, 3.0, 1.0,
+                                         torch.Generator().manual_seed(0), schedule=schedule)  # fmt: skip
+        np.testing.assert_array_equal(views[schedule], loop.images.permute(0, 2, 3, 1).numpy())
+    assert not np.array_equal(views["official"], views["diffusers"])
+    np.testing.assert_array_equal(run(pipe, num_inference_steps=10).array, views["diffusers"])  # the tiny model's
+
+
 def test_save_and_load_round_trip_gives_identical_images(pipe, saved_model):
     loaded = pipeline.Zero123Pipeline.from_pretrained(saved_model)
     assert all(not m.training for m in loaded.components.modules().values())
@@ -132,9 +144,11 @@ def test_pil_and_path_inputs_are_framed_as_prepare_input(pipe, tmp_path):
         ({"polar": 200.0, "azimuth": 0.0}, r"`polar_deg` must lie in \[-180, 180\]"),
         ({"radius": 1e6}, r"`radius` must lie in \[-0.7, 0.7\], got 1000000.0: .*1.5-2.2 \(the paper's renders\)"),
         ({"radius": [0.0, -0.71]}, r"`radius` must lie in \[-0.7, 0.7\], got \[0.0, -0.71\]"),
+        ({"schedule": "ldm"}, r"`schedule`='ldm'.*must be one of \('official', 'diffusers'\)"),
+        ({"schedule": "official", "num_inference_steps": 1}, r"`schedule`='official'.*num_steps >= 2"),
     ],
     ids=["steps", "guidance", "guidance-0", "guidance-0.5", "eta", "image-size", "image-batch", "image-range",
-         "pose-lengths", "empty", "polar", "radius", "radius-negative"],
+         "pose-lengths", "empty", "polar", "radius", "radius-negative", "schedule", "schedule-steps"],
 )  # fmt: skip
 def test_check_inputs_explains_what_is_wrong(pipe, kwargs, match):
     kw = {"image": input_tensor(), "polar": [0.0, 30.0], "azimuth": [90.0, -45.0]} | kwargs

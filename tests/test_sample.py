@@ -1,7 +1,9 @@
+import dataclasses
+
 import pytest
 import torch
 
-from zero1to3 import sample
+from zero1to3 import conditioning, models, sample
 
 torch.set_num_threads(1)
 
@@ -55,3 +57,56 @@ def test_mismatched_inputs_are_explained(dummy_components, dummy_inputs):
     small = torch.zeros(2, 3, 16, 16)
     with pytest.raises(ValueError, match="32x32"):
         sample.sample_novel_views(dummy_components, small, poses, 2, 3.0, 1.0, torch.Generator())
+
+
+def official_ddim(components, images, poses, num_steps, guidance_scale, eta, generator):
+    """The paper's DDIM sampler written from its formulas (spec 4.5), independently of diffusers' scheduler.
+
+    Timesteps tau = range(0, T, c) + 1 (c = T // S) with the largest dropped; abar_prev of tau_i is abar of
+    tau_{i-1}, and abar_0 for the first; sigma = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev).
+    """
+    abar = components.scheduler.alphas_cumprod
+    tau = [t + 1 for t in range(0, 1000, 1000 // num_steps)]
+    alphas, alphas_prev = abar[tau], torch.cat([abar[:1], abar[tau[:-1]]])
+    with torch.no_grad():
+        clip = models.encode_clip_image(components.image_encoder, components.feature_extractor, images)
+        concat = models.encode_condition_latents(components.vae, images)
+        cond = conditioning.build_conditioning(clip, poses, concat, components.cc_projection)
+        x = torch.randn(concat.shape, generator=generator)
+        for i in reversed(range(len(tau) - 1)):  # the largest candidate is never visited
+            a, a_prev = alphas[i], alphas_prev[i]
+            sigma = eta * ((1 - a_prev) / (1 - a)).sqrt() * (1 - a / a_prev).sqrt()
+            eps = conditioning.guided_prediction(components.unet, x, torch.tensor(tau[i]), cond, guidance_scale)
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            x = (
+                a_prev.sqrt() * x0
+                + (1 - a_prev - sigma**2).sqrt() * eps
+                + sigma * torch.randn(x.shape, generator=generator)
+            )
+    return x
+
+
+@pytest.mark.parametrize(("num_steps", "eta", "guidance_scale"), [(10, 0.0, 3.0), (7, 1.0, 1.0), (48, 1.0, 3.0)])
+def test_official_schedule_samples_as_the_papers_sampler(
+    dummy_components_epsilon, dummy_inputs, num_steps, eta, guidance_scale
+):
+    images, poses = dummy_inputs
+    ours = run(dummy_components_epsilon, images, poses, num_steps=num_steps, eta=eta, guidance_scale=guidance_scale,
+               schedule="official")  # fmt: skip
+    ref = official_ddim(dummy_components_epsilon, images, poses, num_steps, guidance_scale, eta,
+                        torch.Generator().manual_seed(0))  # fmt: skip
+    torch.testing.assert_close(ours.latents, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_the_models_schedule_is_the_default_and_a_bad_one_is_named(dummy_components_epsilon, dummy_inputs):
+    images, poses = dummy_inputs
+    official = dataclasses.replace(dummy_components_epsilon, ddim_schedule="official")
+    a = run(official, images, poses, num_steps=10)
+    assert torch.equal(
+        a.latents, run(dummy_components_epsilon, images, poses, num_steps=10, schedule="official").latents
+    )
+    assert not torch.equal(a.latents, run(official, images, poses, num_steps=10, schedule="diffusers").latents)
+    with pytest.raises(ValueError, match="schedule"):
+        run(official, images, poses, schedule="ldm")
+    with pytest.raises(ValueError, match="num_steps >= 2"):
+        run(official, images, poses, num_steps=1)

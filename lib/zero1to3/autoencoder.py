@@ -43,14 +43,17 @@ class LatentTable:
 
 @torch.no_grad()
 def encode_views(vae: AutoencoderKL, views: data.MultiViewSet, batch_size: int = 64) -> LatentTable:
-    """Posterior mean and std of every view of `views` (composited on white, in [-1, 1])."""
+    """Posterior mean and std of every view of `views` (composited on white, in [-1, 1]), on the CPU.
+
+    The VAE runs where it lives (a GPU at paper scale); the table stays on the CPU, where pairs are indexed.
+    """
     num_objects, num_views = views.rgba.shape[:2]
     flat = views.rgba.reshape(num_objects * num_views, *views.rgba.shape[2:])  # (N*V, H, W, 4)
     means, stds = [], []
     for start in range(0, len(flat), batch_size):
-        posterior = vae.encode(data.to_model_images(flat[start : start + batch_size])).latent_dist
-        means.append(posterior.mean)
-        stds.append(posterior.std)
+        posterior = vae.encode(data.to_model_images(flat[start : start + batch_size]).to(vae.device)).latent_dist
+        means.append(posterior.mean.cpu())
+        stds.append(posterior.std.cpu())
     mean, std = torch.cat(means), torch.cat(stds)  # (N*V, C, h, w)
     return LatentTable(mean.reshape(num_objects, num_views, *mean.shape[1:]), std.reshape(num_objects, num_views,
                        *std.shape[1:]))  # fmt: skip
@@ -80,7 +83,7 @@ def fit_vae(
         tick = time.perf_counter()
         obj = torch.randint(num_objects, (batch_size,), generator=generator)
         view = torch.randint(num_views, (batch_size,), generator=generator)
-        x = data.to_model_images(views.rgba[obj.numpy(), view.numpy()])
+        x = data.to_model_images(views.rgba[obj.numpy(), view.numpy()]).to(vae.device)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=generator)).sample
         loss_recon = F.mse_loss(recon, x)
@@ -148,7 +151,7 @@ def fit_vae_cached(
 def vae_reconstructions(vae: AutoencoderKL, rgba: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Views on white and their VAE reconstructions (posterior mean decoded), `(N, H, W, 3)` in [0, 1]."""
     x = data.to_model_images(rgba)
-    recon = torch.cat([vae.decode(vae.encode(x[i : i + batch_size]).latent_dist.mode()).sample
+    recon = torch.cat([vae.decode(vae.encode(x[i : i + batch_size].to(vae.device)).latent_dist.mode()).sample.cpu()
                        for i in range(0, len(x), batch_size)])  # fmt: skip
     to_hwc = lambda t: ((t + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).numpy()  # noqa: E731
     return {"view": to_hwc(x), "VAE reconstruction": to_hwc(recon)}

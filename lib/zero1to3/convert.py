@@ -5,9 +5,14 @@ The released checkpoints are single files whose `state_dict` holds the LDM-named
 (`first_stage_model.`), OpenAI CLIP (`cond_stage_model.model.visual.`) and `cc_projection.*`
 (spec 7.1). Every group's architecture is inferred from the tensor shapes, so a tiny checkpoint
 converts as well as the 105k one; what shapes cannot tell (head counts, GroupNorm groups, the
-latent size) is passed in. Each group is renamed by a table of (LDM prefix, diffusers prefix)
-pairs built from the inferred layout (spec 7.2), and loaded strictly: a missing, unexpected or
-mis-shaped key is an error naming the LDM key and the file.
+latent size) is passed in. diffusers renames the UNet and the VAE (its single-file converters,
+`convert_ldm_unet_checkpoint` / `convert_ldm_vae_checkpoint`, on the loaded state dict: no config
+file, no download); our own table renames OpenAI CLIP's visual tower and `cc_projection`, which no
+library converts (spec 7.2). Every group is then loaded strictly: a missing, unexpected or mis-shaped
+key is an error naming the LDM key and the file (diffusers' converters skip what they do not know).
+
+The file is read safely by default (`checkpoints.load_lightning`): Lightning 1.x pickles its callback
+classes into the checkpoint, and those load as inert placeholders without `pytorch_lightning`.
 
 Why one long module: the whole key map of the official checkpoint sits together, so one test checks it against
 the official code end to end.
@@ -19,13 +24,17 @@ import logging
 import math
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from zero1to3 import checkpoints
 from zero1to3.conditioning import CCProjection
 from zero1to3.models import (
     BETA_END,
@@ -43,18 +52,6 @@ UNET_PREFIX = "model.diffusion_model."
 EMA_PREFIX = "model_ema."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.model.visual."
-
-# Inside an LDM ResBlock -> diffusers ResnetBlock2D (spec 7.2).
-_UNET_RESNET = {
-    "in_layers.0.": "norm1.",
-    "in_layers.2.": "conv1.",
-    "emb_layers.1.": "time_emb_proj.",
-    "out_layers.0.": "norm2.",
-    "out_layers.3.": "conv2.",
-    "skip_connection.": "conv_shortcut.",
-}
-_VAE_RESNET = {n: n for n in ("norm1.", "conv1.", "norm2.", "conv2.")} | {"nin_shortcut.": "conv_shortcut."}
-_VAE_ATTN = {"norm.": "group_norm.", "q.": "to_q.", "k.": "to_k.", "v.": "to_v.", "proj_out.": "to_out.0."}
 
 
 class CheckpointKeyError(ValueError):
@@ -81,7 +78,9 @@ def load_zero123_ckpt(
         norm_num_groups: GroupNorm groups of the UNet and VAE (32 in SD).
         latent_size: UNet `sample_size` (32 for the paper's 256 px images).
         prediction_type: Parameterisation the checkpoint was trained with (the paper: epsilon).
-        trust_pickle: Allow arbitrary pickled objects (Lightning checkpoints often hold some); only for trusted files.
+        trust_pickle: Unpickle anything the file holds, running its code (needs the classes it names installed,
+            e.g. `pytorch_lightning`); only for files you trust. False (default): `checkpoints.load_lightning`,
+            which reads tensors and containers and turns Lightning/omegaconf/`main` classes into inert placeholders.
     """
     path = Path(path)
     if not path.is_file():
@@ -90,11 +89,12 @@ def load_zero123_ckpt(
         )
     try:
         # mmap: a released .ckpt also holds optimizer states (GBs) that we never read into memory.
-        ckpt = torch.load(path, map_location="cpu", weights_only=not trust_pickle, mmap=True)
+        if trust_pickle:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        else:
+            ckpt = checkpoints.load_lightning(path)
     except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} holds pickled objects beyond tensors; if you trust the file, pass trust_pickle=True ({err})"
-        ) from err
+        raise ValueError(f"{err}; if you trust the file, pass trust_pickle=True") from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         found = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a Lightning checkpoint: expected a dict with 'state_dict', found {found}")
@@ -123,6 +123,7 @@ def load_zero123_ckpt(
         cc_projection=cc.eval(),
         scheduler=make_noise_scheduler(prediction_type),
         feature_extractor=clip_image_processor(int(encoder.config.image_size)),
+        ddim_schedule="official",  # the released weights were made and shown with the official sampler
     )
 
 
@@ -209,36 +210,44 @@ def _convert_group(
     return converted, source
 
 
-def _unet_pairs(levels: int, n: int, attn_down: list[bool], attn_up: list[bool]) -> list[tuple[str, str]]:
-    """(LDM, diffusers) prefix pairs of the UNet for `levels` levels of `n` ResBlocks (spec 7.2 table)."""
-    pairs = [
-        ("time_embed.0.", "time_embedding.linear_1."),
-        ("time_embed.2.", "time_embedding.linear_2."),
-        ("input_blocks.0.0.", "conv_in."),
-        ("out.0.", "conv_norm_out."),
-        ("out.2.", "conv_out."),
-        ("middle_block.1.", "mid_block.attentions.0."),
-    ]
-    resnets = [("middle_block.0.", "mid_block.resnets.0."), ("middle_block.2.", "mid_block.resnets.1.")]
-    for i in range(levels):
-        for j in range(n):
-            block = 1 + i * (n + 1) + j  # input_blocks.{3i+1, 3i+2} for n = 2
-            resnets.append((f"input_blocks.{block}.0.", f"down_blocks.{i}.resnets.{j}."))
-            if attn_down[i]:
-                pairs.append((f"input_blocks.{block}.1.", f"down_blocks.{i}.attentions.{j}."))
-        if i < levels - 1:
-            pairs.append((f"input_blocks.{(i + 1) * (n + 1)}.0.op.", f"down_blocks.{i}.downsamplers.0.conv."))
-    for k in range(levels):  # up_blocks.k runs from the lowest resolution up
-        for j in range(n + 1):
-            block = k * (n + 1) + j
-            resnets.append((f"output_blocks.{block}.0.", f"up_blocks.{k}.resnets.{j}."))
-            if attn_up[k]:
-                pairs.append((f"output_blocks.{block}.1.", f"up_blocks.{k}.attentions.{j}."))
-        if k < levels - 1:  # the upsampler follows the ResBlock and, where present, the transformer
-            last = k * (n + 1) + n
-            pairs.append((f"output_blocks.{last}.{2 if attn_up[k] else 1}.conv.", f"up_blocks.{k}.upsamplers.0.conv."))
-    pairs += [(src + a, dst + b) for src, dst in resnets for a, b in _UNET_RESNET.items()]
-    return pairs
+def _diffusers_rename(
+    convert: Callable[[dict[str, Tensor], Any], dict[str, Tensor]],
+    sd: dict[str, Tensor],
+    prefix: str,
+    model: nn.Module,
+    path: Path,
+) -> tuple[dict[str, Tensor], dict[str, str], list[tuple[str, str]]]:
+    """Rename the `prefix` group of `sd` with diffusers' converter `convert`, keeping track of every key.
+
+    Returns the converted tensors; for each converted key, the checkpoint key it came from; and (diffusers
+    prefix, checkpoint prefix) pairs learnt from those, which name the checkpoint key a missing tensor
+    would have come from. A checkpoint key the converter did not use is an error (it drops unknown ones).
+    """
+    group = {k: v for k, v in sd.items() if k.startswith(prefix)}
+    keys = list(group)
+    # Provenance: the same conversion run on tags (key i -> a one-element tensor holding i, of the key's rank,
+    # so diffusers' reshapes apply to it too) says which checkpoint key each converted key came from.
+    tags = {k: torch.full((1,) * v.ndim, float(i), dtype=torch.float64) for i, (k, v) in enumerate(group.items())}
+    try:
+        converted, tagged = convert(group, model.config), convert(tags, model.config)
+    except KeyError as err:  # diffusers reads a few keys by indexing (an upsampler's bias)
+        raise CheckpointKeyError(f"missing key {prefix + str(err.args[0])!r} in {path}") from None
+    source = {new: keys[int(tag.reshape(-1)[0])] for new, tag in tagged.items() if tag is not None}
+    converted = {new: value for new, value in converted.items() if value is not None}  # None: read with .get
+    unused = sorted(set(keys) - set(source.values()))
+    if unused:
+        raise CheckpointKeyError(f"unexpected key {unused[0]!r} in {path}: no diffusers counterpart")
+    expected = model.state_dict()
+    misplaced = sorted(source[k] for k in converted if k not in expected)
+    if misplaced:  # renamed into a module the model does not have (before the EMA copy is looked up)
+        raise CheckpointKeyError(f"unexpected key {misplaced[0]!r} in {path}: {type(model).__name__} has no such part")
+    inverse = {}
+    for new, old in source.items():  # "d.norm1.weight" <- "e.in_layers.0.weight" gives "d.norm1." <- "e.in_layers.0."
+        new_parts, old_parts = new.split("."), old.split(".")
+        while len(new_parts) > 1 and len(old_parts) > 1 and new_parts[-1] == old_parts[-1]:
+            new_parts.pop(), old_parts.pop()
+        inverse[".".join(new_parts) + "."] = ".".join(old_parts) + "."
+    return converted, source, list(inverse.items())
 
 
 def _convert_unet(
@@ -280,8 +289,7 @@ def _convert_unet(
         use_linear_projection=mid_proj_in.ndim == 2,  # SD2-style linear proj_in; SD1/zero123 use 1x1 convs
         time_embedding_dim=int(_get(sd, p + "time_embed.0.weight", path).shape[0]),
     )
-    pairs = _unet_pairs(levels, n, attn_down, attn_up)
-    converted, source = _convert_group(sd, p, pairs, path)
+    converted, source, inverse = _diffusers_rename(convert_ldm_unet_checkpoint, sd, p, unet, path)
     has_ema = any(k.startswith(EMA_PREFIX + "diffusion_model") for k in sd)
     if use_ema and not has_ema:
         raise CheckpointKeyError(f"use_ema=True but {path} has no '{EMA_PREFIX}diffusion_model*' keys")
@@ -292,40 +300,8 @@ def _convert_unet(
             converted[new] = _get(sd, ema_key, path)
             source[new] = ema_key
         logger.info("UNet weights taken from the EMA copy in %s", path)
-    _load_strict(unet, converted, source, path, inverse=[(d, p + s) for s, d in pairs])
+    _load_strict(unet, converted, source, path, inverse=inverse)
     return unet
-
-
-def _vae_pairs(levels: int, lpb: int) -> list[tuple[str, str]]:
-    """(LDM, diffusers) prefix pairs of an AutoencoderKL with `lpb` ResBlocks per encoder level (spec 7.2)."""
-    pairs = [
-        (n, n)
-        for n in (
-            "encoder.conv_in.",
-            "encoder.conv_out.",
-            "decoder.conv_in.",
-            "decoder.conv_out.",
-            "quant_conv.",
-            "post_quant_conv.",
-        )
-    ]
-    pairs += [("encoder.norm_out.", "encoder.conv_norm_out."), ("decoder.norm_out.", "decoder.conv_norm_out.")]
-    resnets = []
-    for part in ("encoder", "decoder"):
-        resnets += [
-            (f"{part}.mid.block_1.", f"{part}.mid_block.resnets.0."),
-            (f"{part}.mid.block_2.", f"{part}.mid_block.resnets.1."),
-        ]
-        pairs += [(f"{part}.mid.attn_1.{a}", f"{part}.mid_block.attentions.0.{b}") for a, b in _VAE_ATTN.items()]
-    for i in range(levels):
-        resnets += [(f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}.") for j in range(lpb)]
-        pairs.append((f"encoder.down.{i}.downsample.conv.", f"encoder.down_blocks.{i}.downsamplers.0.conv."))
-        # decoder.up.b is ordered from full resolution, diffusers' up_blocks from the lowest; lpb + 1 blocks each.
-        up = f"decoder.up_blocks.{levels - 1 - i}."
-        resnets += [(f"decoder.up.{i}.block.{j}.", f"{up}resnets.{j}.") for j in range(lpb + 1)]
-        pairs.append((f"decoder.up.{i}.upsample.conv.", f"{up}upsamplers.0.conv."))
-    pairs += [(src + a, dst + b) for src, dst in resnets for a, b in _VAE_RESNET.items()]
-    return pairs
 
 
 def _convert_vae(sd: dict[str, Tensor], path: Path, groups: int, latent_size: int) -> AutoencoderKL:
@@ -350,12 +326,9 @@ def _convert_vae(sd: dict[str, Tensor], path: Path, groups: int, latent_size: in
         scaling_factor=SD_VAE_SCALING_FACTOR,
         mid_block_add_attention=_has_prefix(sd, f"{p}encoder.mid.attn_1."),
     )
-    pairs = _vae_pairs(levels, lpb)
-    converted, source = _convert_group(sd, p, pairs, path)
-    for key, value in converted.items():  # LDM attention uses 1x1 convs where diffusers has Linear layers
-        if ".mid_block.attentions.0." in key and key.endswith("weight") and value.ndim == 4:
-            converted[key] = value[:, :, 0, 0]
-    _load_strict(vae, converted, source, path, inverse=[(d, p + s) for s, d in pairs])
+    # diffusers also squeezes the mid-block attention's 1x1 convs to the Linear layers AutoencoderKL has.
+    converted, source, inverse = _diffusers_rename(convert_ldm_vae_checkpoint, sd, p, vae, path)
+    _load_strict(vae, converted, source, path, inverse=inverse)
     return vae
 
 

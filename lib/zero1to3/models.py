@@ -68,9 +68,58 @@ def make_ddim_scheduler(noise_scheduler: DDPMScheduler | DDIMScheduler) -> DDIMS
     """DDIM sampler on the same betas, set up for parity with the original (spec 7.2 "Scheduler").
 
     `steps_offset=1` gives the paper's timesteps `1 + k * (1000 // S)`; `set_alpha_to_one=False` makes
-    the last step's alpha_bar_prev = alpha_bar_0 (pitfall 9); no clipping.
+    the last step's alpha_bar_prev = alpha_bar_0 (pitfall 9); no clipping. Which of those timesteps are
+    visited is the schedule's choice: `make_ddim_sampler`.
     """
     return DDIMScheduler.from_config(noise_scheduler.config, steps_offset=1, clip_sample=False, set_alpha_to_one=False)
+
+
+# DDIM timestep schedules. Both step from t to t - c with c = T // S (T = 1000 training steps, S = requested
+# steps) over timesteps 1 + k c, and treat the initial noise as x at the first one; they differ in which k:
+#   "official"  the paper's sampler (ldm/models/diffusion/ddim.py, spec 4.5): every k with k c < T, then the
+#               largest dropped (`timesteps[:-1]`), i.e. ceil(T / c) - 1 steps. S = 50: 49 steps from t = 961;
+#               S = 10: 9 from 801; S = 75: 76 from 976. Released weights and paper-scale models sample with it.
+#   "diffusers" DDIMScheduler's "leading" spacing: k = 0 .. S - 1, exactly S steps. S = 50: 50 from t = 981.
+#               The tiny study's models were trained and scored with it, so they keep it (their committed
+#               results stay reproducible). The two agree where ceil(T / c) = S + 1 (S = 7, 30, ...).
+DDIM_SCHEDULES = ("official", "diffusers")
+
+
+def ddim_timesteps(num_steps: int, schedule: str, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> list[int]:
+    """The timesteps a DDIM run of `num_steps` visits under `schedule` (see `DDIM_SCHEDULES`), first to last."""
+    if schedule not in DDIM_SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {DDIM_SCHEDULES}, got {schedule!r}")
+    if not 1 <= num_steps <= num_train_timesteps:
+        raise ValueError(f"`num_steps` must be in [1, {num_train_timesteps}], got {num_steps}")
+    c = num_train_timesteps // num_steps
+    count = num_steps if schedule == "diffusers" else -(-num_train_timesteps // c) - 1  # ceil(T / c) - 1
+    if count < 1:
+        raise ValueError(
+            f"the official schedule with `num_steps`={num_steps} visits no timestep (it drops the largest of its "
+            "candidates, and 1 step has only one); use num_steps >= 2"
+        )
+    steps = [1 + k * c for k in reversed(range(count))]
+    if steps[0] >= num_train_timesteps:
+        raise ValueError(
+            f"the {schedule} schedule with `num_steps`={num_steps} would start at t = {steps[0]}, beyond the "
+            f"{num_train_timesteps} training timesteps; use fewer steps"
+        )
+    return steps
+
+
+def make_ddim_sampler(
+    noise_scheduler: DDPMScheduler | DDIMScheduler, num_steps: int, schedule: str, device: str | torch.device
+) -> DDIMScheduler:
+    """A DDIM scheduler (`make_ddim_scheduler`) set to visit `ddim_timesteps(num_steps, schedule)`.
+
+    `set_timesteps(num_steps)` fixes the stride T // S that `step` uses to find the previous timestep; the
+    visited list is then replaced by the schedule's (for "diffusers" it is the same list).
+    """
+    scheduler = make_ddim_scheduler(noise_scheduler)
+    steps = ddim_timesteps(num_steps, schedule, int(scheduler.config.num_train_timesteps))
+    scheduler.set_timesteps(num_steps, device=device)
+    scheduler.timesteps = torch.tensor(steps, dtype=torch.long, device=device)
+    return scheduler
 
 
 def expand_conv_in(unet: UNet2DConditionModel, concat_channels: int | None = None) -> UNet2DConditionModel:
@@ -130,6 +179,13 @@ class Zero123Components:
     """Training noise schedule (its config also builds the DDIM sampler)."""
     feature_extractor: CLIPImageProcessor
     """CLIP preprocessing constants (input size, mean, std)."""
+    ddim_schedule: str = "diffusers"
+    """DDIM timesteps sampling visits unless told otherwise (`DDIM_SCHEDULES`): "official" for paper-scale and
+    released weights, "diffusers" for the tiny study's models. Recorded in `model_index.json`."""
+
+    def __post_init__(self) -> None:
+        if self.ddim_schedule not in DDIM_SCHEDULES:
+            raise ValueError(f"`ddim_schedule` must be one of {DDIM_SCHEDULES}, got {self.ddim_schedule!r}")
 
     def modules(self) -> dict[str, nn.Module]:
         """The four networks by name."""
@@ -159,6 +215,7 @@ class Zero123Components:
             "pose_dim": self.cc_projection.config["pose_dim"],
             "prediction_type": self.scheduler.config.prediction_type,
             "vae_scaling_factor": float(self.vae.config.scaling_factor),
+            "ddim_schedule": self.ddim_schedule,
             "num_parameters": {k: sum(p.numel() for p in m.parameters()) for k, m in self.modules().items()},
         }
 
@@ -200,7 +257,7 @@ class Zero123Components:
                 "feature_extractor": ["transformers", "CLIPImageProcessor"],
                 "scheduler": ["diffusers", type(self.scheduler).__name__],
                 "cc_projection": ["zero1to3", "CCProjection"],
-                "zero1to3": self.summary(),
+                "zero1to3": self.summary() | {"clip_preprocessing": CLIP_PREPROCESSING_NOTE},
             },
         )
 
@@ -211,7 +268,9 @@ class Zero123Components:
         Strict: every tensor of every component must come from the folder's weights, with the shape its
         config gives. A missing, unexpected or mis-shaped tensor, an unreadable weights file, or a
         scheduler whose `prediction_type` disagrees with the one `model_index.json` records is a
-        `ValueError` naming the files; nothing is randomly initialised.
+        `ValueError` naming the files; nothing is randomly initialised. The DDIM schedule is the one
+        `model_index.json` records; a folder without one is ours from before it was recorded ("diffusers", as
+        its model was scored) or a converted zero123 folder ("official", the released weights' sampler).
         """
         folder = Path(folder)
         index_path = _require(folder, "model_index.json", "write it with Zero123Components.save_pretrained")
@@ -228,8 +287,12 @@ class Zero123Components:
                 "unet cross_attention_dim": unet.config.cross_attention_dim}  # fmt: skip
         if len(set(dims.values())) > 1:
             raise ValueError(f"{folder}: the components disagree on the embedding width, must be equal: {dims}")
+        default = "diffusers" if index["_class_name"] == FORMAT_NAME else "official"
+        schedule = index.get("zero1to3", {}).get("ddim_schedule", default)
+        if schedule not in DDIM_SCHEDULES:
+            raise ValueError(f"{index_path} records ddim_schedule={schedule!r}; accepted: {DDIM_SCHEDULES}")
         return cls(vae=vae.eval(), unet=unet.eval(), image_encoder=encoder.eval(), cc_projection=cc.eval(),
-                   scheduler=scheduler, feature_extractor=extractor)  # fmt: skip
+                   scheduler=scheduler, feature_extractor=extractor, ddim_schedule=schedule)  # fmt: skip
 
 
 def build_tiny_components(sizes: TinyModelSizes, seed: int, prediction_type: str = "epsilon") -> Zero123Components:
@@ -302,16 +365,77 @@ def build_tiny_components(sizes: TinyModelSizes, seed: int, prediction_type: str
                              feature_extractor=clip_image_processor(sizes.image_size))  # fmt: skip
 
 
+# The paper's architecture (spec 3.1, 7.2): SD-v1 UNet with 8 input channels at 32x32 latents, SD's VAE at
+# 256 px, OpenAI CLIP ViT-L/14's vision tower at 224 px. Random weights at this size are for benchmarks and
+# shape checks; real weights come from `from_sd_image_variations` or `convert.load_zero123_ckpt`.
+PAPER_IMAGE_SIZE = 256
+PAPER_UNET = dict(
+    sample_size=32, in_channels=8, out_channels=4, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), cross_attention_dim=768,
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, attention_head_dim=8,  # SD1: 8 heads
+)  # fmt: skip
+PAPER_VAE = dict(
+    sample_size=PAPER_IMAGE_SIZE, block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    scaling_factor=SD_VAE_SCALING_FACTOR,
+)  # fmt: skip
+PAPER_CLIP = dict(
+    image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+    num_attention_heads=16, projection_dim=768, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+)  # fmt: skip
+
+
+def build_paper_components(
+    seed: int, device: str | torch.device = "cpu", prediction_type: str = "epsilon"
+) -> Zero123Components:
+    """Randomly initialised components at the paper's full size (`PAPER_UNET`, `PAPER_VAE`, `PAPER_CLIP`).
+
+    Built directly on `device` (a `torch.device` context), so a GPU run needs no CPU copy of its 1.2 B
+    parameters; on "meta" they take no memory at all (shape checks). Deterministic for `seed` on one device.
+    """
+    device = torch.device(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), device:  # leave the global RNG as we found it
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**PAPER_UNET)
+        vae = AutoencoderKL(**PAPER_VAE)
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**PAPER_CLIP))
+        cc = CCProjection(PAPER_CLIP["projection_dim"])
+    return Zero123Components(vae=vae.eval(), unet=unet.eval(), image_encoder=encoder.eval(), cc_projection=cc.eval(),
+                             scheduler=make_noise_scheduler(prediction_type),
+                             feature_extractor=clip_image_processor(PAPER_CLIP["image_size"]),
+                             ddim_schedule="official")  # fmt: skip
+
+
 def build_dummy_components(seed: int = 0, prediction_type: str = "epsilon") -> Zero123Components:
     """Test-scale components (`DUMMY_SIZES`: 32 px images, 8x8x4 latents), deterministic for `seed`."""
     return build_tiny_components(DUMMY_SIZES, seed=seed, prediction_type=prediction_type)
 
 
+# What the saved `feature_extractor` can and cannot reproduce, written into `model_index.json` beside it.
+CLIP_PREPROCESSING_NOTE = (
+    "feature_extractor squashes to the encoder size with bicubic resampling and no centre crop, as the official "
+    "FrozenCLIPImageEmbedder; it resamples with antialiasing and half-pixel centres (PIL/torchvision), the official "
+    "with torch bicubic, align_corners=True, no antialias, so a resized image's pixel values differ near edges (up "
+    "to ~0.15 in [0, 1] at a hard edge, ~0.003 on average, 256 -> 224 px). zero1to3.models.encode_clip_image is "
+    "the official path exactly and reads only image_mean/image_std."
+)
+PIL_BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, as transformers' `resample` takes it
+
+
 def clip_image_processor(image_size: int) -> CLIPImageProcessor:
-    """CLIP preprocessing constants for square `image_size` inputs, with OpenAI CLIP's mean and std."""
+    """The CLIP preprocessing saved with a model, as near the official one as an image processor gets.
+
+    The official embedder (spec 3.1) squashes any input to the encoder's square size (no centre crop), bicubic,
+    then normalises with OpenAI CLIP's mean and std; this processor does the same, so another pipeline that loads
+    the folder frames an image as the model saw it. Only the resampling filter differs (`CLIP_PREPROCESSING_NOTE`;
+    the tests bound the difference). Our own path, `encode_clip_image`, reads only the mean and std from it.
+    """
     return CLIPImageProcessor(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
+        do_resize=True,
+        size={"height": image_size, "width": image_size},
+        resample=PIL_BICUBIC,
+        do_center_crop=False,
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),
     )
@@ -324,7 +448,8 @@ def from_sd_image_variations(
 
     Reads a LOCAL diffusers folder (`unet/ vae/ image_encoder/ feature_extractor/ scheduler/`, as
     lambdalabs/sd-image-variations-diffusers), expands the UNet's `conv_in` with zero channels and adds a
-    new `CCProjection` of width = the CLIP projection dim. Nothing is downloaded; a missing file is an error.
+    new `CCProjection` of width = the CLIP projection dim; it samples with the official DDIM schedule, as the
+    paper's models. Nothing is downloaded; a missing file is an error.
 
     Args:
         folder: The sd-image-variations diffusers folder.
@@ -347,7 +472,8 @@ def from_sd_image_variations(
         )
     cc = CCProjection(clip_dim, generator=generator)
     return Zero123Components(vae=vae.eval(), unet=expand_conv_in(unet).eval(), image_encoder=encoder.eval(),
-                             cc_projection=cc.eval(), scheduler=scheduler, feature_extractor=extractor)  # fmt: skip
+                             cc_projection=cc.eval(), scheduler=scheduler, feature_extractor=extractor,
+                             ddim_schedule="official")  # fmt: skip
 
 
 def _require(folder: Path, relative: str, hint: str, alternatives: tuple[str, ...] = ()) -> Path:

@@ -166,11 +166,17 @@ class Zero123Pipeline:
         num_inference_steps: int,
         guidance_scale: float,
         eta: float,
+        schedule: str | None = None,
     ) -> None:
         """Raise a `ValueError` naming the argument, the value and what is accepted."""
         max_steps = int(self._components.scheduler.config.num_train_timesteps)
         if not 1 <= num_inference_steps <= max_steps:
             raise ValueError(f"`num_inference_steps` must be in [1, {max_steps}], got {num_inference_steps}")
+        schedule = self._components.ddim_schedule if schedule is None else schedule
+        try:
+            models.ddim_timesteps(num_inference_steps, schedule, max_steps)
+        except ValueError as err:  # the schedule's own rule, said with this method's argument names
+            raise ValueError(f"`schedule`={schedule!r}, `num_inference_steps`={num_inference_steps}: {err}") from None
         if not (math.isfinite(guidance_scale) and guidance_scale >= 1.0):
             # CFG: eps_uncond + s * (eps_cond - eps_uncond). s = 1 is the conditional model alone; s < 1 moves
             # towards the unconditional model, which sees neither the input image nor the pose (s = 0: only it).
@@ -234,6 +240,7 @@ class Zero123Pipeline:
         use_pose: bool = True,
         progress: bool = False,
         object_fraction: float = DEFAULT_OBJECT_FRACTION,
+        schedule: str | None = None,
     ) -> Zero123PipelineOutput:
         """Generate the view of `image` from each relative camera.
 
@@ -251,9 +258,11 @@ class Zero123Pipeline:
             progress: Show a progress bar over the denoising steps.
             object_fraction: For PIL/path inputs, the share of the frame the object's longer side takes
                 (default: as in the training renders).
+            schedule: DDIM timesteps: "official" (the paper's sampler) or "diffusers" (`models.DDIM_SCHEDULES`);
+                None: the model's own (`components.ddim_schedule`: official for released and paper-scale weights).
         """
         # 1. Check inputs
-        self.check_inputs(image, polar_deg, azimuth_deg, radius, num_inference_steps, guidance_scale, eta)
+        self.check_inputs(image, polar_deg, azimuth_deg, radius, num_inference_steps, guidance_scale, eta, schedule)
 
         # 2. Prepare the input view: framed on white, in [-1, 1]
         input_image = self.prepare_image(image, object_fraction)
@@ -266,7 +275,7 @@ class Zero123Pipeline:
         generator = torch.Generator().manual_seed(0) if generator is None else generator
         out = sample.sample_novel_views(
             self._components, input_images, poses, num_inference_steps, guidance_scale, eta, generator,
-            use_pose=use_pose, progress=progress,
+            use_pose=use_pose, progress=progress, schedule=schedule,
         )  # fmt: skip
 
         # 5. To numpy and PIL

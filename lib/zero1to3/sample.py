@@ -4,7 +4,9 @@ The denoising loop is written out under numbered steps, in the diffusers manner.
 sampler (spec 4.4-4.5): the conditional branch is `cc_projection([CLIP(x) | pose])` plus the input
 view's latent concatenated; the unconditional branch is a zero context and a zero latent; both run
 in one batched UNet call and are mixed as `out_u + s * (out_c - out_u)`; DDIM with `eta` (the paper
-uses eta = 1), starting from Gaussian noise drawn from the caller's generator.
+uses eta = 1), starting from Gaussian noise drawn from the caller's generator. Which timesteps DDIM visits
+is the model's `ddim_schedule` unless the caller names one: "official" (the paper's sampler: S = 50 runs
+49 steps from t = 961) or "diffusers" (50 from t = 981); `models.DDIM_SCHEDULES` says why both exist.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def sample_novel_views(
     generator: torch.Generator,
     use_pose: bool = True,
     progress: bool = False,
+    schedule: str | None = None,
 ) -> SampleOutput:
     """Generate the view of each input image seen from its relative pose.
 
@@ -55,6 +58,8 @@ def sample_novel_views(
         generator: Draws the initial noise and DDIM's per-step noise (CPU generator).
         use_pose: False samples the no-pose baseline (its pose input is always zero).
         progress: Show a progress bar over the denoising steps.
+        schedule: DDIM timesteps, "official" or "diffusers" (`models.DDIM_SCHEDULES`); None: the model's
+            `ddim_schedule`.
     """
     # 1. Check inputs
     if input_images.shape[0] != poses.shape[0]:
@@ -65,6 +70,8 @@ def sample_novel_views(
         raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"`eta` must be in [0, 1], got {eta}")
+    schedule = components.ddim_schedule if schedule is None else schedule
+    models.ddim_timesteps(num_steps, schedule, int(components.scheduler.config.num_train_timesteps))  # raises
     size = int(components.vae.config.sample_size)
     if tuple(input_images.shape[-2:]) != (size, size):
         raise ValueError(f"`input_images` must be {size}x{size} for this model, got {tuple(input_images.shape[-2:])}")
@@ -76,9 +83,8 @@ def sample_novel_views(
     concat = models.encode_condition_latents(components.vae, images)
     cond = conditioning.build_conditioning(clip, poses, concat, components.cc_projection, use_pose=use_pose)
 
-    # 3. Set timesteps
-    scheduler = models.make_ddim_scheduler(components.scheduler)
-    scheduler.set_timesteps(num_steps, device=device)
+    # 3. Set timesteps (the initial noise is x at the first of them)
+    scheduler = models.make_ddim_sampler(components.scheduler, num_steps, schedule, device)
 
     # 4. Prepare the initial noise
     latents = torch.randn(concat.shape, generator=generator).to(device) * scheduler.init_noise_sigma

@@ -188,6 +188,7 @@ def fit(
     data_gen = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 10_000 + accelerator.process_index)
     trained = _trainable(components, cfg)
+    components.to(accelerator.device)  # the frozen ones too (a frozen CLIP encodes every batch), not only prepared
     for name, module in components.modules().items():
         module.requires_grad_(name in trained)
         module.train(name in trained)
