@@ -97,6 +97,56 @@ def test_lpips_is_scored_only_with_a_model(views) -> None:
     assert "lpips" not in scores["zero123"]
 
 
+def test_st_lpips_is_scored_beside_lpips_only_with_its_model(views) -> None:
+    class MeanSquare(torch.nn.Module):  # stands in for stlpips.LPIPS: same call signature, known values
+        def forward(self, a: torch.Tensor, b: torch.Tensor, normalize: bool) -> torch.Tensor:
+            return ((a - b) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+
+    fake = metrics.StLpipsModel(net=MeanSquare(), weights_file=Path("alex_shift_tolerant.pth"))
+    preds = {"zero123": _on_white_uint8(views["target"])}
+    scores = evaluate.novel_view_scores(preds, views["target"], views["input"], ["a", "b", "c"], st_lpips_model=fake)
+    assert "st_lpips" in scores["zero123"] and "lpips" not in scores["zero123"]
+    np.testing.assert_allclose(scores["zero123"]["st_lpips"], 0.0)
+    np.testing.assert_allclose(scores["all_white"]["st_lpips"], 16 / 64)  # (1 - 0)^2 on 16 of 64 pixels
+    rows = evaluate.paired_comparisons(scores, "zero123", ["all_white"], ["st_lpips"], seed=0)
+    assert rows[0]["difference"] == "all_white - zero123" and rows[0]["mean_difference"] == pytest.approx(0.25)
+
+
+def test_scored_metrics_follow_the_available_models() -> None:
+    unavailable = metrics.MetricUnavailable("st_lpips", "not installed", "/nowhere")
+    lpips_model = metrics.LpipsModel(net=torch.nn.Identity(), backbone_file=Path("alexnet.pth"))
+    st_model = metrics.StLpipsModel(net=torch.nn.Identity(), weights_file=Path("alex.pth"))
+    assert evaluate.scored_metrics(["psnr", "st_lpips"], unavailable, unavailable) == ["psnr"]
+    assert evaluate.scored_metrics(["psnr", "st_lpips"], lpips_model, st_model) == ["psnr", "st_lpips", "lpips"]
+
+
+def _mean_colour_inception() -> metrics.FidInception:
+    class MeanColour(torch.nn.Module):  # stands in for the Inception trunk: 3 informative features of 2048
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros(len(x), 2048)
+            out[:, :3] = x.mean(dim=(2, 3))
+            return out
+
+    return metrics.FidInception(net=metrics.InceptionFeatures(MeanColour()), weights_file=Path("stand-in.pt"))
+
+
+def test_fid_scores_every_method_and_control_per_set_and_pooled(views) -> None:
+    held_out = _held_out(views, [[10.0, 100.0], [50.0, 60.0], [20.0, 180.0]])
+    truth = _on_white_uint8(views["target"])
+    predictions = {"zero123": truth, "no_pose": np.full_like(truth, 128)}
+    inception = _mean_colour_inception()
+    fid = evaluate.fid_scores({"test": (held_out, predictions), "zero_shot": (held_out, predictions)}, inception)
+    methods = ["zero123", "no_pose", "copy_input", "all_white"]
+    assert sorted(fid) == sorted(f"{s}/{m}" for s in ("test", "zero_shot", "all") for m in methods)
+    assert fid["test/zero123"] == pytest.approx(0.0, abs=1e-9)
+    truth_images = held_out.target_rgb.reshape(-1, H, H, 3)
+    copies = np.repeat(held_out.input_rgb, 2, axis=0)  # the input view once per target, as copy_input predicts
+    expected = metrics.frechet_distance(metrics.fid_features(copies, inception),
+                                        metrics.fid_features(truth_images, inception))  # fmt: skip
+    assert fid["test/copy_input"] == pytest.approx(expected, rel=1e-9)
+    assert fid["all/no_pose"] > fid["all/zero123"]
+
+
 def test_novel_view_inputs_are_checked(views) -> None:
     good = _on_white_uint8(views["target"])
     with pytest.raises(ValueError, match="reserved"):
@@ -369,3 +419,14 @@ def test_the_report_names_a_profile_that_is_not_the_study():
     assert default.startswith("# Results of the default CPU study") and "`results/notebooks/05_evaluate" in default
     assert quick.startswith("# Results in quick/results/: another profile, not the default study")
     assert "`quick/results/notebooks/05_evaluate.ipynb`" in quick
+
+
+def test_distribution_distances_become_one_table_flat_keys_and_a_report_section():
+    distances = {"frechet_tiny_clip": {"all/zero123": 1.5}, "fid": {"test/zero123": 40.25, "all/zero123": 30.0}}
+    table = report.distance_table(distances)
+    assert "| set/method | frechet_tiny_clip | fid |" in table
+    assert "| test/zero123 | nan | 40.250 |" in table and "| all/zero123 | 1.500 | 30.000 |" in table
+    flat = report.flat_distances(distances | {"fid": distances["fid"] | {"test/no_pose": math.inf}})
+    assert flat == {"frechet_tiny_clip/all/zero123": 1.5, "fid/test/zero123": 40.25, "fid/all/zero123": 30.0}
+    text = report.results_report({}, {}, "", "", [], PAPER_RESULTS, distance_md=table)
+    assert "## Distributions of views: FID" in text and "not the paper's number" in text and "not LPIPS" in text

@@ -165,32 +165,131 @@ def test_lpips_loads_backbone_from_a_placed_file(monkeypatch: pytest.MonkeyPatch
     assert metrics.lpips_metrics(image, 1.0 - image, model)["lpips"] > 0.0
 
 
-def test_fid_unavailable_without_inception_file(monkeypatch: pytest.MonkeyPatch, tmp_path, no_network) -> None:
-    monkeypatch.setattr(metrics, "CLEANFID_INCEPTION_DIR", tmp_path)
-    expected = tmp_path / "inception-2015-12-05.pt"
+def test_fid_unavailable_without_the_wheel(monkeypatch: pytest.MonkeyPatch, tmp_path, no_network) -> None:
+    monkeypatch.setattr(metrics, "fid_weights_path", lambda: None)
     inception = metrics.build_fid_inception()
-    assert isinstance(inception, metrics.MetricUnavailable)
-    assert inception.name == "fid" and inception.file_to_place == str(expected)
+    assert isinstance(inception, metrics.MetricUnavailable) and inception.name == "fid"
+    assert metrics.FID_PACKAGE_PIN in inception.reason
     images = np.full((3, 16, 16, 3), 0.5)
     assert metrics.fid_metrics(images, images, inception) is inception
     user_path = tmp_path / "elsewhere" / "inception-2015-12-05.pt"
     assert metrics.build_fid_inception(user_path).file_to_place == str(user_path)
 
 
+def test_fid_rejects_a_torchscript_file_that_is_not_the_standard_inception(tmp_path) -> None:
+    path = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3))), str(path))
+    with pytest.raises(ValueError, match="not the inception-2015-12-05 network"):
+        metrics.build_fid_inception(path)
+
+
 def test_fid_feeds_clean_fid_inputs_to_the_network(tmp_path) -> None:
-    # Plumbing only: a stand-in network records what clean-fid's Inception would receive.
+    # Plumbing only: a stand-in trunk records what clean-fid's Inception would receive after InceptionFeatures.
     seen = []
 
     class MeanColour(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             seen.append((tuple(x.shape), float(x.min()), float(x.max())))
-            return x.mean(dim=(2, 3)).double()  # (N, 3)
+            return x.mean(dim=(2, 3)).repeat(1, 683)[:, :2048]  # (N, 2048)
 
-    inception = metrics.FidInception(net=MeanColour(), weights_file=tmp_path / "stand-in.pt")
+    net = metrics.InceptionFeatures(MeanColour())
+    inception = metrics.FidInception(net=net, weights_file=tmp_path / "stand-in.pt")
     images = np.random.default_rng(5).uniform(0.0, 1.0, size=(6, 16, 16, 3))
     out = metrics.fid_metrics(images, images.copy(), inception)
     assert out["fid"] == pytest.approx(0.0, abs=1e-6)
-    assert seen[0][0] == (6, 3, 299, 299) and 0.0 <= seen[0][1] and seen[0][2] <= 255.0 and seen[0][2] > 1.0
+    # (x - 128) / 128 of [0, 255] pixels: the network sees [-1, 0.9921875]
+    assert seen[0][0] == (6, 3, 299, 299) and -1.0 <= seen[0][1] and seen[0][2] <= 0.9921875 + 1e-6
+    with pytest.raises(ValueError, match="299"):
+        net(torch.zeros(1, 3, 64, 64))
+
+
+def test_frechet_distance_matches_clean_fid_and_stays_exact_below_the_dimension() -> None:
+    from cleanfid.fid import fid_from_feats
+
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(60, 5)) @ rng.normal(size=(5, 5))
+    b = rng.normal(loc=0.3, size=(45, 5)) @ rng.normal(size=(5, 5))
+    assert metrics.frechet_distance(a, b) == pytest.approx(float(fid_from_feats(a, b)), rel=1e-8)
+    assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    # 4 and 6 samples in 50 dimensions: singular covariances. Checked against the eigenvalues of S_a S_b.
+    c, d = rng.normal(size=(4, 50)), rng.normal(size=(6, 50))
+    sa, sb = np.cov(c, rowvar=False), np.cov(d, rowvar=False)
+    tr_sqrt = np.sqrt(np.clip(np.linalg.eigvals(sa @ sb).real, 0.0, None)).sum()
+    expected = np.sum((c.mean(0) - d.mean(0)) ** 2) + np.trace(sa) + np.trace(sb) - 2.0 * tr_sqrt
+    assert metrics.frechet_distance(c, d) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="N, M >= 2"):
+        metrics.frechet_distance(c[:1], d)
+
+
+@pytest.fixture(scope="module")
+def fid_inception() -> metrics.FidInception:
+    inception = metrics.build_fid_inception()
+    if isinstance(inception, metrics.MetricUnavailable):
+        pytest.skip(inception.reason)
+    return inception
+
+
+def test_shipped_inception_is_the_standard_network_behind_clean_fids_interface(fid_inception, tmp_path) -> None:
+    from cleanfid.fid import get_folder_features
+    from PIL import Image
+
+    assert fid_inception.weights_file.name == "default_1.pt"
+    rng = np.random.default_rng(9)
+    images = rng.uniform(0.0, 1.0, size=(3, 24, 24, 3))
+    ours = metrics.fid_features(images, fid_inception)
+    assert ours.shape == (3, 2048) and ours.min() >= 0.0  # pool3 follows a ReLU
+    for i, im in enumerate(images):  # the same images through clean-fid's own folder pipeline, our net as its extractor
+        Image.fromarray(np.round(im * 255.0).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    theirs = get_folder_features(str(tmp_path), model=fid_inception.net, num_workers=0, batch_size=3,
+                                 device=torch.device("cpu"), mode="clean", verbose=False)  # fmt: skip
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_st_lpips_unavailable_without_the_wheel(monkeypatch: pytest.MonkeyPatch, no_network) -> None:
+    with pytest.raises(ValueError, match="`net`"):
+        metrics.st_lpips_weights_path("squeeze")
+    monkeypatch.setattr(metrics, "st_lpips_weights_path", lambda net="alex": None)
+    model = metrics.build_st_lpips()
+    assert isinstance(model, metrics.MetricUnavailable) and model.name == "st_lpips"
+    image = np.full((8, 8, 3), 0.5)
+    assert metrics.st_lpips_metrics(image, image, model) is model
+
+
+def test_st_lpips_loads_every_tensor_and_tolerates_a_one_pixel_shift(no_network) -> None:
+    model = metrics.build_st_lpips("alex")
+    if isinstance(model, metrics.MetricUnavailable):
+        pytest.skip(model.reason)
+    state = torch.load(model.weights_file, map_location="cpu", weights_only=True)
+    assert torch.equal(model.net.lin0.model[1].weight, state["lin0.model.1.weight"])
+    assert torch.equal(model.net.lins[4].model[1].weight, state["lin4.model.1.weight"])
+    target = np.ones((2, 32, 32, 3))
+    target[:, 8:24, 8:24] = [0.2, 0.4, 0.8]
+    same = metrics.st_lpips_metrics(target, target.copy(), model)["st_lpips"]
+    shifted = metrics.st_lpips_metrics(np.roll(target, 1, axis=2), target, model)["st_lpips"]
+    white = metrics.st_lpips_metrics(np.ones_like(target), target, model)["st_lpips"]
+    assert same == pytest.approx(0.0, abs=1e-6) and 0.0 < shifted < white
+
+
+def test_st_lpips_scores_images_smaller_than_its_trunk_accepts(no_network) -> None:
+    model = metrics.build_st_lpips("alex")
+    if isinstance(model, metrics.MetricUnavailable):
+        pytest.skip(model.reason)
+    target = np.ones((2, 16, 16, 3))  # the smoke study's renders; the trunk alone fails below about 24 px
+    target[:, 4:12, 4:12] = [0.2, 0.4, 0.8]
+    same = metrics.st_lpips_metrics(target, target.copy(), model)["st_lpips"]
+    white = metrics.st_lpips_metrics(np.ones_like(target), target, model)["st_lpips"]
+    assert same == pytest.approx(0.0, abs=1e-6) and white > 0.01
+
+
+def test_st_lpips_rejects_a_state_dict_with_a_missing_tensor(tmp_path) -> None:
+    path = metrics.st_lpips_weights_path("alex")
+    if path is None:
+        pytest.skip("stlpips-pytorch is not installed")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    del state["net.slice1.1.filt"]
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match="net.slice1.1.filt"):
+        metrics.build_st_lpips("alex", weights_path=tmp_path / "partial.pth")
 
 
 def test_frechet_feature_distance_is_named_and_analytic() -> None:

@@ -168,3 +168,97 @@ def test_the_default_study_renders_the_whole_zero_shot_set():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert params["render"]["zero_shot"] == list(objects.DEFAULT_ZERO_SHOT)
     assert params["sjc"]["num_zero_shot_objects"] <= len(objects.DEFAULT_ZERO_SHOT)
+
+
+# --- your own objects: folders of meshes -------------------------------------------------------------------------
+
+
+def make_example_meshes(folder):
+    """A folder of four objects, one per supported kind: OBJ+MTL+texture (GSO layout), GLB with an embedded texture
+    (Objaverse layout, Y-up), PLY with vertex colours, and a broken OBJ."""
+    from PIL import Image
+
+    checker = Image.fromarray(np.kron([[1, 0], [0, 1]], np.ones((8, 8))).astype(np.uint8)[..., None].repeat(3, 2) * 200)
+    box = trimesh.creation.box((1.0, 0.6, 0.3))
+    uv = np.random.default_rng(0).uniform(size=(len(box.vertices), 2))
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=checker)
+    (folder / "shoe" / "meshes").mkdir(parents=True)
+    box.export(folder / "shoe" / "meshes" / "model.obj")  # writes material.mtl and material_0.png beside it
+    tall = trimesh.creation.box((0.3, 1.0, 0.3))  # tallest along Y: glTF's up axis
+    tall.visual = trimesh.visual.TextureVisuals(uv=uv, image=checker)
+    (folder / "objaverse").mkdir()
+    tall.export(folder / "objaverse" / "8A2f-c0.glb")
+    ball = trimesh.creation.icosphere(1)
+    ball.visual.vertex_colors = np.tile([20, 200, 40, 255], (len(ball.vertices), 1))
+    (folder / "scans").mkdir()
+    ball.export(folder / "scans" / "green ball.ply")
+    (folder / "scans" / "broken.obj").write_text("v 0 0 0\nv 1 0 0\nf 1 2 9\n")
+    return folder
+
+
+def test_folder_sources_name_objects_by_path_and_keep_textures_and_colours(tmp_path):
+    root = make_example_meshes(tmp_path)
+    (gso,) = objects.folder_sources(root, "*/meshes/model.obj", prefix="gso_")
+    assert gso.object_id == "gso_shoe" and gso.color_rgba is None
+    mesh = objects.load_normalised_mesh(gso)
+    assert mesh.visual.material.image is not None  # the MTL's texture came along
+    (glb,) = objects.folder_sources(root / "objaverse", "*.glb", up_axis="Y")
+    assert glb.object_id == "8a2f_c0"
+    mesh = objects.load_normalised_mesh(glb)
+    assert mesh.visual.uv is not None and np.argmax(mesh.extents) == 2  # Y-up file: its tall side is now Z
+    scans = {s.object_id: s for s in objects.folder_sources(root / "scans", "*.*")}
+    assert list(scans) == ["broken", "green_ball"]  # id-sorted; "green ball.ply" -> green_ball
+    colours = objects.load_normalised_mesh(scans["green_ball"]).visual.vertex_colors
+    assert np.all(colours[:, :3] == [20, 200, 40])
+    with pytest.raises(objects.MeshError, match="broken"):
+        objects.load_normalised_mesh(scans["broken"])
+
+
+def test_folder_sources_fail_before_rendering_on_bad_folders(tmp_path):
+    root = make_example_meshes(tmp_path)
+    with pytest.raises(FileNotFoundError, match="neither a folder nor a list file"):
+        objects.folder_sources(root / "nowhere", "*.glb")
+    (root / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no mesh"):
+        objects.folder_sources(root / "empty", "*.glb")
+    with pytest.raises(ValueError, match=r"unsupported format '\.mtl'"):
+        objects.folder_sources(root, "shoe/meshes/*")
+    (root / "scans" / "green_ball.stl").write_text("solid x\nendsolid x\n")
+    with pytest.raises(ValueError, match="would both be object 'green_ball'"):
+        objects.folder_sources(root / "scans", "*.*")
+    with pytest.raises(ValueError, match="built-in"):
+        objects.folder_sources(root / "scans", "broken.obj", prefix="urdf_")
+    with pytest.raises(ValueError, match="`up_axis`"):
+        objects.folder_sources(root, "*.glb", up_axis="X")
+
+
+def test_a_list_file_names_meshes_relative_to_itself(tmp_path):
+    root = make_example_meshes(tmp_path)
+    listing = root / "objects.txt"
+    listing.write_text("# my evaluation set\nobjaverse/8A2f-c0.glb\n\nscans/green ball.ply\n")
+    assert [s.object_id for s in objects.folder_sources(listing, "ignored")] == ["objaverse", "scans"]
+    listing.write_text("scans/missing.ply\n")
+    with pytest.raises(FileNotFoundError, match="missing.ply"):
+        objects.folder_sources(listing, "ignored")
+
+
+def test_extra_sources_join_a_split_or_become_an_evaluation_set(tmp_path):
+    root = make_example_meshes(tmp_path)
+    split = objects.make_split(3, 1, 1, ["duck"], seed=0)
+    gso = objects.folder_sources(root, "*/meshes/model.obj", prefix="gso_")
+    scans = objects.folder_sources(root / "scans", "*.ply")
+    out = objects.add_sources(split, {"gso": gso, "train": scans})
+    assert out["gso"] == ["gso_shoe"] and out["train"] == split["train"] + ["green_ball"]
+    assert split["train"] == objects.make_split(3, 1, 1, ["duck"], seed=0)["train"]  # not changed in place
+    with pytest.raises(ValueError, match="already in the split"):
+        objects.add_sources(out, {"test": scans})
+    with pytest.raises(ValueError, match="metric keys"):
+        objects.add_sources(split, {"My Set": scans})
+
+
+def test_shards_are_disjoint_cover_everything_and_balance():
+    ids = [f"o{i}" for i in range(10)]
+    shards = [objects.shard(ids, k, 3) for k in range(3)]
+    assert sorted(sum(shards, [])) == sorted(ids) and [len(s) for s in shards] == [4, 3, 3]
+    with pytest.raises(ValueError, match="1 <= K <= N"):
+        objects.shard(ids, 3, 3)

@@ -3,6 +3,7 @@
 import dataclasses
 import errno
 import hashlib
+import json
 import os
 import resource
 import signal
@@ -358,3 +359,55 @@ def test_summary_metrics_and_table(rendered):
     assert metrics["render_ms_per_view"] > 0
     table = render.summary_table(summary, cfg)
     assert "| train | 2 | 4 | 0 |" in table
+
+
+# --- sharding and your own objects ----------------------------------------------------------------------------------
+
+
+def _fake_render_all(todo, renders, cfg, progress):
+    """Stands in for the Blender workers: `urdf_...` objects with an odd index fail as a broken mesh would."""
+    return [render.ObjectResult(s.object_id, "failed", "MeshError: broken", 0.0, 0)
+            if s.object_id.startswith("urdf_") and int(s.object_id[-1]) % 2 else
+            render.ObjectResult(s.object_id, "ok", None, 0.1, cfg.num_views) for s in todo]  # fmt: skip
+
+
+def test_shard_manifests_merge_to_the_unsharded_manifest(tmp_path, monkeypatch):
+    from test_objects import make_example_meshes
+
+    monkeypatch.setattr(render, "_render_all", _fake_render_all)
+    meshes = make_example_meshes(tmp_path / "meshes")
+    extra = {"gso": objects.folder_sources(meshes, "*/meshes/model.obj", prefix="gso_"),
+             "train": objects.folder_sources(meshes / "scans", "*.ply")}  # fmt: skip
+    whole = _cfg(tmp_path / "whole", num_train=5, num_val=1, num_test=2, zero_shot=["duck", "mug"])
+    render.render_dataset(whole, progress=False, extra_sources=extra)
+    expected = (Path(whole.data_dir) / data.MANIFEST_NAME).read_text()
+    sharded = dataclasses.replace(whole, data_dir=str(tmp_path / "sharded" / "data"))
+    for k in range(3):
+        summary = render.render_dataset(sharded, progress=False, extra_sources=extra, shard=(k, 3))
+        assert summary.manifest_path.name == f"manifest.shard-{k + 1}-of-3.json"
+    with pytest.raises(FileNotFoundError, match="manifest.shard-4-of-4.json"):
+        render.merge_manifests(sharded.data_dir, 4)
+    merged = render.merge_manifests(sharded.data_dir, 3)
+    assert merged.read_text() == expected
+    assert "gso_shoe" in json.loads(expected)["split"]["gso"]
+    assert sorted(p.name for p in Path(sharded.data_dir).glob("manifest*")) == ["manifest.json"]
+
+
+def test_own_objects_render_with_their_textures_and_vertex_colours(tmp_path):
+    from test_objects import make_example_meshes
+
+    meshes = make_example_meshes(tmp_path / "meshes")
+    extra = {"mine": objects.folder_sources(meshes / "scans", "*.*")
+             + objects.folder_sources(meshes / "objaverse", "*.glb", up_axis="Y")
+             + objects.folder_sources(meshes, "*/meshes/model.obj", prefix="gso_")}  # fmt: skip
+    cfg = _cfg(tmp_path, num_train=0, num_views=1, resolution_px=16, samples_per_pixel=4)
+    summary = render.render_dataset(cfg, progress=False, extra_sources=extra)
+    assert summary.split["mine"] == ["green_ball", "8a2f_c0", "gso_shoe"]
+    assert list(json.loads(summary.manifest_path.read_text())["failed"]) == ["broken"]  # reported and skipped
+    assert not (Path(cfg.data_dir) / "renders" / "broken").exists()
+    ball = data.load_object(cfg.data_dir, "green_ball").rgba[0].astype(float)  # (16, 16, 4)
+    on = ball[..., 3] > 250
+    assert on.sum() > 20 and np.all(ball[on][:, 1] > ball[on][:, 0]) and np.all(ball[on][:, 1] > ball[on][:, 2])
+    shoe = data.load_object(cfg.data_dir, "gso_shoe").rgba[0].astype(float)
+    assert np.ptp(shoe[shoe[..., 3] > 250][:, 0]) > 60  # the checker texture, not one flat shade
+    assert (Path(cfg.data_dir) / "renders" / "gso_shoe" / "material_0.png").is_file()

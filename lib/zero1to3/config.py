@@ -404,8 +404,9 @@ class EvaluateParams(_Group):
     """Stage 03's held-out sets."""
     reference: str
     """The method every other is compared with, paired per object."""
-    metrics: Annotated[list[Literal["psnr", "fg_psnr", "ssim", "silhouette_iou", "lpips"]], Field(min_length=1)]
-    """Novel-view metrics (lpips joins when its weights exist)."""
+    metrics: Annotated[list[Literal["psnr", "fg_psnr", "ssim", "silhouette_iou", "lpips", "st_lpips"]],
+                       Field(min_length=1)]  # fmt: skip
+    """Novel-view metrics, paired per object (lpips joins when its weights exist; st_lpips needs stlpips-pytorch)."""
     num_resamples: PositiveInt
     """Bootstrap resamples of every confidence interval."""
     lpips_weights: str

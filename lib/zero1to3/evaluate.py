@@ -14,15 +14,17 @@ single image or mesh). What this module adds, written once:
   objects whose values are finite and report how many were excluded (`num_nonfinite`, `num_excluded`); nothing is
   clipped or replaced.
 * **Sign convention.** In `paired_comparisons` a positive difference always means "reference better": for a
-  lower-is-better metric (`lpips`, `chamfer`) the difference is `other - reference`, named in the row's
+  lower-is-better metric (`lpips`, `st_lpips`, `chamfer`) the difference is `other - reference`, named in the row's
   `difference` field and in the flat key (`no_pose_minus_zero123/lpips`).
+* **Distribution distances** (FID, the Fréchet stand-in) compare a method's whole set of views with the true views:
+  one number per set and method, not per object, so they have no paired comparison and no interval.
 * **3D protocol** (module constants): both meshes in the dataset's normalised frame (objects in [-0.5, 0.5]^3,
   Z up), no alignment and no rescaling; Chamfer from `CHAMFER_NUM_POINTS` area-weighted samples per surface
   (unsquared, mean of both directions, and the sum); volume IoU on a `IOU_RESOLUTION`^3 grid over
   [-`IOU_BOUND`, `IOU_BOUND`]^3. A missing or empty predicted mesh is a failure: IoU 0, Chamfer `nan`, `failed` True.
 
-Why one long module: the whole stage 05 protocol (scores, intervals, comparisons, 3D, the Fréchet stand-in) in
-one place; presentation lives in `report.py`.
+Why one long module: the whole stage 05 protocol (scores, intervals, comparisons, 3D, FID and the Fréchet stand-in)
+in one place; presentation lives in `report.py`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ Scores = dict[str, dict[str, np.ndarray]]
 """method -> metric -> one value per object, shape (N,)."""
 
 CONTROL_METHODS = ("copy_input", "all_white")
-NOVEL_VIEW_METRICS = ("psnr", "ssim", "fg_psnr", "silhouette_iou", "lpips")
+NOVEL_VIEW_METRICS = ("psnr", "ssim", "fg_psnr", "silhouette_iou", "lpips", "st_lpips")
 RECONSTRUCTION_METRICS = ("chamfer", "chamfer_sum", "volumetric_iou")
 HIGHER_IS_BETTER = {
     "psnr": True,
@@ -56,6 +58,7 @@ HIGHER_IS_BETTER = {
     "fg_psnr": True,
     "silhouette_iou": True,
     "lpips": False,
+    "st_lpips": False,
     "chamfer": False,
     "chamfer_sum": False,
     "volumetric_iou": True,
@@ -92,6 +95,15 @@ def check_name(kind: str, name: str) -> None:
         raise ValueError(f"{kind} names become metric keys: lowercase letters, digits and _ only, got {name!r}")
 
 
+def scored_metrics(metrics: list[str], lpips_model: Any, st_lpips_model: Any) -> list[str]:
+    """The novel-view metrics that will be scored: `metrics` without the perceptual ones whose model is unavailable,
+    and `lpips` added when its weights exist (it is never in `params.yaml`, which cannot know of a placed file)."""
+    available = {"lpips": isinstance(lpips_model, zmetrics.LpipsModel),
+                 "st_lpips": isinstance(st_lpips_model, zmetrics.StLpipsModel)}  # fmt: skip
+    out = [m for m in metrics if available.get(m, True)]
+    return out + (["lpips"] if available["lpips"] and "lpips" not in out else [])
+
+
 def metric_values(scores: Scores, method: str, metric: str) -> np.ndarray:
     if method not in scores or metric not in scores[method]:
         have = {m: sorted(v) for m, v in scores.items()}
@@ -115,6 +127,7 @@ def novel_view_scores(
     input_rgba: UInt8[np.ndarray, "N H W 4"],
     object_ids: list[str],
     lpips_model: zmetrics.LpipsModel | zmetrics.MetricUnavailable | None = None,
+    st_lpips_model: zmetrics.StLpipsModel | zmetrics.MetricUnavailable | None = None,
 ) -> Scores:
     """Score each method's predicted views against the targets, per object, plus the two controls.
 
@@ -125,9 +138,11 @@ def novel_view_scores(
         input_rgba: The input view of each object (the `copy_input` control).
         object_ids: One id per object, used in log messages; the arrays are in this order.
         lpips_model: From `metrics.build_lpips`; `None` or a `MetricUnavailable` leaves `lpips` out.
+        st_lpips_model: From `metrics.build_st_lpips`; `None` or a `MetricUnavailable` leaves `st_lpips` out.
 
     Returns:
-        method -> {`psnr`, `ssim`, `fg_psnr`, `silhouette_iou`[, `lpips`]} -> (N,) means over the T views, for the
+        method -> {`psnr`, `ssim`, `fg_psnr`, `silhouette_iou`[, `lpips`][, `st_lpips`]} -> (N,) means over the T
+        views, for the
         predictions in the given order, then `copy_input` and `all_white`. A perfect view makes the object's PSNR
         (or fg PSNR) `inf`, kept here (see the module docstring).
     """
@@ -144,6 +159,7 @@ def novel_view_scores(
         if pred.shape != (*target_rgba.shape[:-1], 3):
             raise ValueError(f"predictions[{name!r}] must have shape {(*target_rgba.shape[:-1], 3)}, got {pred.shape}")
     use_lpips = isinstance(lpips_model, zmetrics.LpipsModel)
+    use_st_lpips = isinstance(st_lpips_model, zmetrics.StLpipsModel)
 
     # 2. Images as float on white, and the controls
     target = data.composite_on_white(target_rgba).astype(np.float64)  # (N, T, H, W, 3)
@@ -153,7 +169,7 @@ def novel_view_scores(
     images["all_white"] = np.ones_like(target)
 
     # 3. Per object: every metric averaged over its T views
-    keys = [k for k in NOVEL_VIEW_METRICS if k != "lpips" or use_lpips]
+    keys = [k for k in NOVEL_VIEW_METRICS if (k != "lpips" or use_lpips) and (k != "st_lpips" or use_st_lpips)]
     scores = {name: {k: np.empty(n) for k in keys} for name in images}
     for name, pred in images.items():
         for i in range(n):
@@ -164,6 +180,8 @@ def novel_view_scores(
             scores[name]["silhouette_iou"][i] = zmetrics.silhouette_iou(pred[i], target[i])["silhouette_iou"]
             if use_lpips:
                 scores[name]["lpips"][i] = zmetrics.lpips_metrics(pred[i], target[i], lpips_model)["lpips"]
+            if use_st_lpips:
+                scores[name]["st_lpips"][i] = zmetrics.st_lpips_metrics(pred[i], target[i], st_lpips_model)["st_lpips"]
         for k, values in scores[name].items():
             if not np.all(np.isfinite(values)):
                 bad = [object_ids[i] for i in np.flatnonzero(~np.isfinite(values))]
@@ -530,7 +548,7 @@ def reconstruction_scores(
 
 def evaluate_novel_views(
     samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]], reference: str, metrics: list[str],
-    lpips_model: Any, seed: int, num_resamples: int,
+    lpips_model: Any, seed: int, num_resamples: int, st_lpips_model: Any = None,
 ) -> tuple[dict[str, Scores], dict[str, list[dict[str, Any]]]]:  # fmt: skip
     """Per set: `novel_view_scores` of every method, then `paired_comparisons` of `reference` against each other.
 
@@ -539,7 +557,7 @@ def evaluate_novel_views(
     scores, comparisons = {}, {}
     for name, (views, predictions) in samples.items():
         scores[name] = novel_view_scores(predictions, views.target_rgba, views.input_rgba, views.object_ids,
-                                         lpips_model=lpips_model)  # fmt: skip
+                                         lpips_model=lpips_model, st_lpips_model=st_lpips_model)  # fmt: skip
         others = [m for m in scores[name] if m != reference]
         comparisons[name] = paired_comparisons(scores[name], reference, others, metrics, seed=seed,
                                                num_resamples=num_resamples)  # fmt: skip
@@ -568,17 +586,56 @@ def evaluate_reconstructions(
     return scores, comparisons
 
 
+def _method_images(views: outputs.HeldOutViews, predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each method's distinct views in [0, 1], `(K, H, W, 3)`, and the truth: the controls need few images each
+    (`copy_input` one per object, `all_white` one), as repeats change no feature, only the weights of the mean."""
+    h, w = views.target_rgba.shape[-3:-1]
+    images = {m: p.reshape(-1, h, w, 3) / 255.0 for m, p in predictions.items()}
+    images["copy_input"] = views.input_rgb
+    images["all_white"] = np.ones((1, h, w, 3))
+    return images | {"truth": views.target_rgb.reshape(-1, h, w, 3)}
+
+
+def fid_scores(
+    samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]], inception: zmetrics.FidInception
+) -> dict[str, float]:
+    """FID of each method's views against the true views (`metrics.fid_features`, `metrics.frechet_distance`).
+
+    Keys `<set>/<method>` and `all/<method>` over every set together, for the predictions and the controls
+    (`copy_input`: the input view for every target; `all_white`). Inception runs once per distinct image (the
+    controls' repeats are restored by repeating features), and the truth once per set.
+    """
+    feats: dict[str, dict[str, np.ndarray]] = {}
+    for name, (views, predictions) in samples.items():
+        t = views.target_rgba.shape[1]
+        images = _method_images(views, predictions)
+        logger.info("FID features of %s: %d images", name, sum(len(x) for x in images.values()))
+        per = {m: zmetrics.fid_features(x, inception) for m, x in images.items()}
+        n_views = len(per["truth"])
+        per["copy_input"] = np.repeat(per["copy_input"], t, axis=0)  # (N T, D): one input view per target
+        per["all_white"] = np.repeat(per["all_white"], n_views, axis=0)
+        feats[name] = per
+    methods = [m for m in next(iter(feats.values())) if m != "truth"]
+    out = {}
+    for method in methods:
+        pooled_pred, pooled_truth = [], []
+        for name, per in feats.items():
+            if method in per and len(per["truth"]) >= 2:
+                out[f"{name}/{method}"] = zmetrics.frechet_distance(per[method], per["truth"])
+                pooled_pred.append(per[method])
+                pooled_truth.append(per["truth"])
+        if pooled_pred:
+            out[f"all/{method}"] = zmetrics.frechet_distance(np.concatenate(pooled_pred), np.concatenate(pooled_truth))
+    return out
+
+
 def distribution_distances(
     samples: dict[str, tuple[outputs.HeldOutViews, dict[str, np.ndarray]]], components: models.Zero123Components,
-    reference: str, fid_inception: Any,
-) -> dict[str, float]:  # fmt: skip
-    """`frechet_distances` in our image encoder's space (`<set>/<method>`), plus FID of `reference`'s views
-    (`<set>/<reference>/fid`) when the Inception weights are available (`metrics.build_fid_inception`)."""
-    out = frechet_distances(samples, encoder_features(components))
-    if isinstance(fid_inception, zmetrics.MetricUnavailable):
-        return out
-    for name, (views, predictions) in samples.items():
-        truth = views.target_rgb.reshape(-1, *views.target_rgba.shape[-3:-1], 3)
-        pred = predictions[reference].reshape(truth.shape) / 255.0
-        out[f"{name}/{reference}/fid"] = zmetrics.fid_metrics(pred, truth, fid_inception)["fid"]
+    fid_inception: zmetrics.FidInception | zmetrics.MetricUnavailable,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """`{"frechet_tiny_clip": frechet_distances in our image encoder's space, "fid": fid_scores}`, each keyed
+    `<set>/<method>`; `fid` is left out when the Inception weights are unavailable (`metrics.build_fid_inception`)."""
+    out = {"frechet_tiny_clip": frechet_distances(samples, encoder_features(components))}
+    if not isinstance(fid_inception, zmetrics.MetricUnavailable):
+        out["fid"] = fid_scores(samples, fid_inception)
     return out

@@ -13,6 +13,12 @@ Sources: two pip packages, so no dataset comes from a hub.
   untextured, so each gets a flat colour close to the real object's. `docs/zero-shot-objects.md`
   lists them and says how to add one.
 
+* **Your own objects**: any number of folders (or list files) of meshes, OBJ (+MTL and textures),
+  GLB/GLTF, PLY (vertex colours kept) or STL (`folder_sources`), each feeding `train`, `val`, `test` or
+  a named evaluation set (`gso`, ...). An Objaverse subset (`<uid>.glb`) and Google Scanned Objects
+  (`<name>/meshes/model.obj`) are both such folders; each object is named by a stable id from its path
+  (`object_id_from_path`).
+
 The split is made by object (never by view), from a seeded permutation, and written to the
 manifest by stage 01 (`data/manifest.json`), so every later stage reads the same lists.
 """
@@ -23,6 +29,7 @@ import dataclasses
 import functools
 import importlib.util
 import math
+import re
 import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
@@ -34,6 +41,10 @@ import trimesh
 NUM_RANDOM_URDFS = 1000
 
 SPLITS = ("train", "val", "test", "zero_shot")
+
+MESH_FORMATS = {".obj": "OBJ (+MTL, textures)", ".glb": "glTF binary", ".gltf": "glTF", ".ply": "PLY", ".stl": "STL"}
+"""Mesh files a folder source may hold (read by trimesh, textures and vertex colours kept)."""
+_SET_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +220,110 @@ def source_for(object_id: str, data_dir: Path | None = None) -> ObjectSource:
     if object_id.startswith("urdf_"):
         return random_urdf_source(int(object_id.removeprefix("urdf_")), data_dir)
     return zero_shot_source(object_id, data_dir)
+
+
+def object_id_from_path(path: Path, root: Path, prefix: str = "") -> str:
+    """A stable object id from a mesh's path below its source folder: `prefix` + its first path component.
+
+    The first component names the object in the layouts people ship: `<uid>.glb` (Objaverse) gives `<uid>`,
+    `<name>/meshes/model.obj` (Google Scanned Objects) gives `<name>`, `scan_01.ply` gives `scan_01`. Lowercased,
+    and every character other than a-z, 0-9 and `_` becomes `_`, so ids work as folder names and metric keys.
+    """
+    rel = Path(path).relative_to(root)
+    first = rel.parts[0] if len(rel.parts) > 1 else rel.name.removesuffix(rel.suffix)
+    oid = prefix + re.sub(r"[^a-z0-9_]", "_", first.lower())
+    if oid.startswith("urdf_") or oid in ZERO_SHOT_OBJECTS:
+        raise ValueError(f"{path} would be named {oid!r}, an id of the built-in objects; give its source a prefix")
+    return oid
+
+
+def folder_sources(
+    path: str | Path,
+    pattern: str,
+    up_axis: str = "Z",
+    color_rgba: tuple[float, float, float, float] | None = None,
+    prefix: str = "",
+) -> list[ObjectSource]:
+    """The objects of a folder (meshes matching `pattern`) or of a list file (one mesh path a line), id-sorted.
+
+    Checked before anything renders: the folder or list file exists, it yields at least one mesh, every mesh has a
+    supported format (`MESH_FORMATS`) and exists, and no two meshes get the same id (`object_id_from_path`). A list
+    file's relative paths are relative to its folder, blank lines and `#` comments are skipped, and `pattern` is not
+    used. Whether a mesh can be read is found out when it renders (a broken one is reported and skipped there).
+
+    Args:
+        path: A folder, or a text file listing meshes.
+        pattern: A glob below the folder, e.g. `*.glb` or `*/meshes/model.obj`.
+        up_axis: The files' up axis, `Z` or `Y` (glTF files are Y-up by the format's convention).
+        color_rgba: A flat colour for untextured meshes; None keeps textures, materials and vertex colours.
+        prefix: Put before every id (e.g. `gso_`), so that two sources cannot clash.
+    """
+    path = Path(path)
+    if up_axis not in ("Y", "Z"):
+        raise ValueError(f"`up_axis` must be 'Y' or 'Z', got {up_axis!r}")
+    if prefix and not re.fullmatch(r"[a-z0-9_]*", prefix):
+        raise ValueError(f"`prefix` must be lowercase letters, digits and _ (it starts object ids), got {prefix!r}")
+    if path.is_dir():
+        root, meshes = path, sorted(p for p in path.glob(pattern) if p.is_file())
+        where = f"folder {path} (glob {pattern!r})"
+    elif path.is_file():
+        root = path.parent
+        lines = [line.strip() for line in path.read_text().splitlines()]
+        meshes = [root / line for line in lines if line and not line.startswith("#")]
+        where = f"list file {path}"
+    else:
+        raise FileNotFoundError(f"object source {path} is neither a folder nor a list file")
+    if not meshes:
+        raise ValueError(f"{where} holds no mesh; formats: {', '.join(MESH_FORMATS)}")
+    unsupported = [p for p in meshes if p.suffix.lower() not in MESH_FORMATS]
+    if unsupported:
+        raise ValueError(f"{where}: unsupported format {unsupported[0].suffix!r} ({unsupported[0]}; "
+                         f"{len(unsupported)} such files); supported: {', '.join(MESH_FORMATS)}")  # fmt: skip
+    missing = [p for p in meshes if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{where}: {len(missing)} listed meshes do not exist, first {missing[0]}")
+    by_id: dict[str, Path] = {}
+    for mesh in meshes:
+        oid = object_id_from_path(mesh.resolve(), root.resolve(), prefix)
+        if oid in by_id:
+            raise ValueError(f"{where}: {by_id[oid]} and {mesh} would both be object {oid!r}")
+        by_id[oid] = mesh
+    return [ObjectSource(oid, by_id[oid], color_rgba, up_axis=up_axis) for oid in sorted(by_id)]
+
+
+def add_sources(split: dict[str, list[str]], extra: dict[str, list[ObjectSource]]) -> dict[str, list[str]]:
+    """The split with each set's extra objects appended (`train`/`val`/`test`) or as a new evaluation set.
+
+    Args:
+        split: From `make_split`.
+        extra: Set name -> its sources (`folder_sources`); a name not in `split` becomes a named evaluation set
+            (lowercase letters, digits, `_`).
+
+    Raises:
+        ValueError: a set name that cannot be a metric key, or an id that is already in the split.
+    """
+    out = {name: list(ids) for name, ids in split.items()}
+    seen = {oid for ids in split.values() for oid in ids}
+    for name, sources in extra.items():
+        if not _SET_NAME.fullmatch(name):
+            raise ValueError(f"set names become metric keys: lowercase letters, digits and _, got {name!r}")
+        for source in sources:
+            if source.object_id in seen:
+                raise ValueError(f"object id {source.object_id!r} ({source.mesh_path}) is already in the split")
+            seen.add(source.object_id)
+            out.setdefault(name, []).append(source.object_id)
+    return out
+
+
+def shard(object_ids: list[str], index: int, count: int) -> list[str]:
+    """Shard `index` of `count` (`--shard K/N` is index K-1): every count-th id, from a fixed order.
+
+    Shards are disjoint, cover every id, and differ in size by at most one; an object's shard depends only on its
+    position in `object_ids`, which the caller builds from the manifest's split (so every job agrees).
+    """
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"need 0 <= index < count, got shard index {index} of {count} (`--shard K/N`: 1 <= K <= N)")
+    return object_ids[index::count]
 
 
 def display_path(path: Path) -> str:

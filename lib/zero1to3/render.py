@@ -19,6 +19,10 @@ folder, if any, is renamed aside to `<object_id>.replaced/` first and removed af
 leaves no half-written object under its final name, and an object is only replaced by a render that
 succeeded. A rerun skips finished objects whose settings match and redoes the rest.
 
+Sharding (a cluster's job array over a large object list): job K of N renders `objects.shard` K-1 of the
+object list into the same `renders/` and writes `manifest.shard-K-of-N.json` instead of the manifest;
+`merge_manifests` then writes the manifest the unsharded run would have written, and removes the shard files.
+
 Blender runs in worker processes, never in the caller (a notebook kernel stays free of Blender's
 global state); a worker dies with the process that started it. An error about an object's mesh
 skips that object; any other error (disk full, permissions, a crashed worker) stops the stage.
@@ -130,15 +134,39 @@ def sample_lighting(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def render_dataset(cfg: RenderConfig, progress: bool = True) -> RenderSummary:
-    """Render every object of the split given by `cfg` and write the manifest."""
+def render_dataset(
+    cfg: RenderConfig,
+    progress: bool = True,
+    extra_sources: dict[str, list[objects.ObjectSource]] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> RenderSummary:
+    """Render every object of the split given by `cfg`, plus `extra_sources`, and write the manifest.
+
+    Args:
+        extra_sources: Set name -> objects (`objects.folder_sources`): appended to `train`/`val`/`test`, or a
+            named evaluation set of its own (`objects.add_sources`).
+        shard: `(index, count)`: render only `objects.shard(index, count)` of the object list and write a shard
+            manifest (`merge_manifests` joins them).
+    """
     split = objects.make_split(cfg.num_train, cfg.num_val, cfg.num_test, list(cfg.zero_shot), cfg.seed)
-    sources = [objects.source_for(oid) for name in objects.SPLITS for oid in split[name]]
-    return render_objects(sources, split, cfg, progress=progress)
+    extra_sources = extra_sources or {}
+    split = objects.add_sources(split, extra_sources)
+    by_id = {s.object_id: s for group in extra_sources.values() for s in group}
+    sources = [by_id[oid] if oid in by_id else objects.source_for(oid) for ids in split.values() for oid in ids]
+    return render_objects(sources, split, cfg, progress=progress, shard=shard)
+
+
+def shard_manifest_name(index: int, count: int) -> str:
+    """The manifest file of shard `index` (0-based) of `count`: `manifest.shard-K-of-N.json`, K = index + 1."""
+    return f"{Path(MANIFEST_NAME).stem}.shard-{index + 1}-of-{count}.json"
 
 
 def render_objects(
-    sources: list[objects.ObjectSource], split: dict[str, list[str]], cfg: RenderConfig, progress: bool = True
+    sources: list[objects.ObjectSource],
+    split: dict[str, list[str]],
+    cfg: RenderConfig,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> RenderSummary:
     """Render `sources` into `cfg.data_dir`, resuming finished objects, and write the manifest.
 
@@ -146,11 +174,17 @@ def render_objects(
     error and left out of the split lists; nothing new of it is left on disk (a folder rendered
     earlier with other settings stays as it was); the run goes on.
 
+    With `shard = (index, count)` only `objects.shard(index, count)` of `sources` is rendered, and the manifest goes to
+    `shard_manifest_name(index, count)` with the whole requested split beside it, for `merge_manifests`.
+
     Raises:
         RenderError: every object failed (then neither the renders nor the manifest are changed),
             or an error not caused by an object occurred (disk full, permissions, a crashed worker).
     """
     start = time.perf_counter()
+    if shard is not None:
+        keep = set(objects.shard([s.object_id for s in sources], *shard))
+        sources = [s for s in sources if s.object_id in keep]
     renders = Path(cfg.data_dir) / RENDERS_DIR
     renders.mkdir(parents=True, exist_ok=True)
     _recover_interrupted(renders)
@@ -168,8 +202,9 @@ def render_objects(
         raise RenderError(_all_failed_message(results, renders))
 
     status = {r.object_id: r for r in results}
-    ok_split = {name: [oid for oid in ids if status[oid].status != "failed"] for name, ids in split.items()}
-    manifest = {
+    ok_split = {name: [oid for oid in ids if oid in status and status[oid].status != "failed"]
+                for name, ids in split.items()}  # fmt: skip
+    manifest: dict[str, Any] = {
         "settings": settings,
         "split": ok_split,
         "failed": {r.object_id: r.error for r in results if r.status == "failed"},
@@ -184,10 +219,50 @@ def render_objects(
         },
     }
     manifest_path = Path(cfg.data_dir) / MANIFEST_NAME
+    if shard is not None:
+        manifest |= {"shard": [shard[0] + 1, shard[1]], "requested": split}
+        manifest_path = Path(cfg.data_dir) / shard_manifest_name(*shard)
     files.write_json_atomic(manifest_path, manifest)
     order = {s.object_id: i for i, s in enumerate(sources)}
     results.sort(key=lambda r: order[r.object_id])
     return RenderSummary(manifest_path, ok_split, split, results, time.perf_counter() - start)
+
+
+def merge_manifests(data_dir: str | Path, count: int) -> Path:
+    """Join the `count` shard manifests in `data_dir` into the manifest an unsharded run writes; remove them.
+
+    Raises:
+        FileNotFoundError: a shard's manifest is missing (its job has not finished, or failed).
+        ValueError: the shards were rendered with different settings or different object lists.
+    """
+    data_dir = Path(data_dir)
+    paths = [data_dir / shard_manifest_name(i, count) for i in range(count)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"cannot merge {count} shards in {data_dir}: missing {missing} (unfinished jobs?)")
+    shards = [json.loads(p.read_text()) for p in paths]
+    first = shards[0]
+    for path, m in zip(paths, shards, strict=True):
+        if m["settings"] != first["settings"] or m["requested"] != first["requested"]:
+            raise ValueError(f"{path.name} was rendered with other settings or objects than {paths[0].name}")
+    objects_ = {oid: rec for m in shards for oid, rec in m["objects"].items()}
+    failed = {oid: err for m in shards for oid, err in m["failed"].items()}
+    requested = first["requested"]
+    order = [oid for ids in requested.values() for oid in ids]
+    unrendered = [oid for oid in order if oid not in objects_]
+    if unrendered:
+        raise ValueError(f"the {count} shards leave {len(unrendered)} objects unrendered, first {unrendered[0]}")
+    manifest = {
+        "settings": first["settings"],
+        "split": {name: [oid for oid in ids if oid not in failed] for name, ids in requested.items()},
+        "failed": {oid: failed[oid] for oid in order if oid in failed},
+        "objects": {oid: objects_[oid] for oid in order},
+    }
+    out = data_dir / MANIFEST_NAME
+    files.write_json_atomic(out, manifest)
+    for path in paths:
+        path.unlink()
+    return out
 
 
 def _render_all(
@@ -428,7 +503,9 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
     imported = [o for o in scene.objects if o.type == "MESH"]
     if not imported:
         raise objects.MeshError(f"{source.object_id}: Blender imported no mesh from {out_dir / MESH_NAME}")
-    if source.color_rgba is not None:
+    if source.color_rgba is None:
+        _use_vertex_colours(bpy, imported, source.object_id)
+    else:
         material = bpy.data.materials.new(f"{source.object_id}_flat")
         material.use_nodes = True
         bsdf = material.node_tree.nodes["Principled BSDF"]
@@ -474,6 +551,22 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
     }  # no timings: identical settings must write identical bytes
     files.write_json_atomic(out_dir / META_NAME, meta)  # written last: marks the object complete
     return meta
+
+
+def _use_vertex_colours(bpy: Any, imported: list[Any], object_id: str) -> None:
+    """Give a mesh without materials but with vertex colours (a coloured PLY) a material that shows them."""
+    for obj in imported:
+        if len(obj.data.materials) or not len(obj.data.color_attributes):
+            continue
+        material = bpy.data.materials.new(f"{object_id}_vertex_colours")
+        material.use_nodes = True
+        nodes = material.node_tree.nodes
+        attribute = nodes.new("ShaderNodeVertexColor")  # the "Color Attribute" node
+        attribute.layer_name = obj.data.color_attributes[0].name
+        bsdf = nodes["Principled BSDF"]
+        material.node_tree.links.new(attribute.outputs["Color"], bsdf.inputs["Base Color"])
+        bsdf.inputs["Roughness"].default_value = 0.8
+        obj.data.materials.append(material)
 
 
 def strip_png_metadata(path: Path) -> None:
