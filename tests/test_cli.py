@@ -1,4 +1,5 @@
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -300,3 +301,86 @@ def test_make_lab_serves_the_notebooks(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `python -m zero1to3 reconstruct`
+
+
+def _reconstruct_argv(image, out, model, *flags):
+    """The smoke profile's tiny SJC settings (3 iterations on a 9^3 grid) and a low iso-level that finds its field."""
+    params = str(REPO / "tests" / "smoke_params.yaml")
+    return ["reconstruct", str(image), "--out", str(out), "--model", model, "--params", params,
+            "--mesh-threshold", "1.0", "--turntable-frames", "2", *flags]  # fmt: skip
+
+
+def test_cli_reconstruct_writes_a_mesh_and_a_rerun_re_exports(saved_model, image_path, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(_reconstruct_argv(image_path, out, saved_model)) == 0
+    assert {"mesh.glb", "mesh.obj", "mesh.ply", "turntable.gif", "turntable.png", "field.pt",
+            "reconstruction.json"} <= {p.name for p in out.iterdir()}  # fmt: skip
+    record = json.loads((out / "reconstruction.json").read_text())
+    assert record["settings"]["config"]["iterations"] == 3 and record["camera"]["polar_deg"] == 90.0
+    assert cli.main(_reconstruct_argv(image_path, out, saved_model, "--mesh-threshold", "1.1")) == 0
+    again = json.loads((out / "reconstruction.json").read_text())
+    assert not again["trained_this_run"] and again["settings"]["mesh"]["threshold_mean_factor"] == 1.1
+
+
+def _transparent(path):
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(path)
+
+
+def _busy(path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "flags", "match"),
+    [
+        (None, [], "does not exist"),
+        (lambda p: p.write_bytes(b"not an image"), [], "cannot read"),
+        (_transparent, [], "no object found"),
+        (_busy, [], "not a plain background"),
+        ("disc", ["--polar-deg", "nan"], r"--polar-deg must be a number in \[0, 180\]"),
+        ("disc", ["--polar-deg", "up"], r"--polar-deg must be a number in \[0, 180\] or 'auto', got 'up'"),
+        ("disc", ["--polar-deg", "181"], r"--polar-deg must be a number in \[0, 180\]"),
+        ("disc", ["--azimuth-deg", "inf"], "--azimuth-deg must be a finite number"),
+        ("disc", ["--radius", "9"], r"--radius must lie in \[1.5, 2.2\]"),
+        ("disc", ["--model", "no_model_here"], "model_index.json"),
+        ("disc", ["--mesh-smooth", "2"], "`smooth_kernel` must be an odd kernel size"),
+    ],
+    ids=[
+        "missing",
+        "unreadable",
+        "transparent",
+        "busy",
+        "polar-nan",
+        "polar-word",
+        "polar-181",
+        "azimuth-inf",
+        "radius",
+        "no-model",
+        "mesh-smooth",
+    ],  # fmt: skip
+)
+def test_cli_reconstruct_bad_input_is_one_line_and_exit_2(saved_model, tmp_path, capsys, make, flags, match):
+    path = tmp_path / "input.png"
+    if make == "disc":
+        disc_rgba().save(path)
+    elif make is not None:
+        make(path)
+    out = tmp_path / "out"
+    assert cli.main(_reconstruct_argv(path, out, saved_model, *flags)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # above it, maybe: transformers' weight-loading bar
+    assert last.startswith("zero1to3 reconstruct: error:") and re.search(match, last), last
+    if make not in ("disc", None) or "--model" in flags:
+        assert str(path if "--model" not in flags else "no_model_here") in last  # names the file
+    assert not (out / "reconstruction.json").exists() and not (out / "field.pt").exists()
+
+
+def test_cli_reconstruct_unwritable_out_is_one_line_and_exit_2(saved_model, image_path, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert cli.main(_reconstruct_argv(image_path, blocker / "out", saved_model)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write to the output folder {blocker / 'out'}" in err

@@ -104,7 +104,7 @@ def _check_sample(root: Path, executed: Path) -> None:
 
 
 def _check_sjc(root: Path, executed: Path) -> None:
-    for name in ("turntable_sjc.png", "turntable_sjc_i.png", "loss_input.png", "time.png"):
+    for name in ("turntable_sjc.png", "turntable_sjc_i.png", "loss_input.png", "time.png", "own_image_turntable.png"):
         assert (root / "results" / "sjc" / name).stat().st_size > 0, name
     metrics = json.loads((root / "results" / "metrics" / "sjc.json").read_text())
     assert metrics["sjc/num_objects"] == 2 and metrics["iterations"] == 3

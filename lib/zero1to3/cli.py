@@ -1,10 +1,11 @@
-"""Command line: `python -m zero1to3 run <stage>` runs a stage's notebook; `sample` makes novel views.
+"""Command line: `python -m zero1to3 run <stage>` runs a stage's notebook; `sample` and `reconstruct` serve users.
 
 `run` is the only reader of `params.yaml` (the stage entry point, as `main()` in
 iterative/example-get-started); every library function takes explicit arguments or a config.
-`sample IMAGE ...` generates the view of one image from a relative camera with `pipeline.Zero123Pipeline`.
-Imports of torch and the model code are inside the `sample` functions: `run` only starts a kernel, and
-loading torch first would add seconds to every stage's start for nothing.
+`sample IMAGE ...` generates the view of one image from a relative camera with `pipeline.Zero123Pipeline`;
+`reconstruct IMAGE --out DIR` turns it into a coloured mesh by stage 04's SJC (`single_image.reconstruct_image`),
+with stage 04's settings read from the params file. Imports of torch and the model code are inside these commands'
+functions: `run` only starts a kernel, and loading torch first would add seconds to every stage's start for nothing.
 """
 
 from __future__ import annotations
@@ -115,9 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     run.add_argument("--output-notebook", default=None, help="where the executed notebook goes")
     sample = sub.add_parser("sample", help="generate novel views of one image (see `sample --help`)")
+    reconstruct = sub.add_parser("reconstruct", help="one image to a coloured 3D mesh (see `reconstruct --help`)")
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sample"]:  # only this command loads torch and diffusers; `run` starts a kernel instead
+    if argv[:1] == ["sample"]:  # only these commands load torch and diffusers; `run` starts a kernel instead
         add_sample_arguments(sample)
+    elif argv[:1] == ["reconstruct"]:
+        add_reconstruct_arguments(reconstruct)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("executed notebook written to %s", out)
     elif args.command == "sample":
         return sample_command(args)
+    elif args.command == "reconstruct":
+        return reconstruct_command(args)
     return 0
 
 
@@ -212,6 +218,116 @@ def _sample(args: argparse.Namespace) -> list[Path]:
     _write_image(out, strip)
     gif = figures.save_gif(result.array, out.with_suffix(".gif"), fps=1000.0 / GIF_FRAME_MS, scale=1)
     return [out, gif]
+
+
+def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m zero1to3 reconstruct`."""
+    from zero1to3 import mesh, pipeline, single_image  # torch and diffusers: only the user commands need them
+
+    model, polar, fraction = pipeline.DEFAULT_MODEL, single_image.DEFAULT_POLAR_DEG, pipeline.DEFAULT_OBJECT_FRACTION
+    stage04 = mesh.MeshSettings()
+    parser.description = (
+        "Reconstruct the object in IMAGE as a coloured mesh by Score Jacobian Chaining with the view-conditioned "
+        "model (stage 04's method and settings). A rerun with the same --out resumes or re-exports."
+    )
+    parser.add_argument("image", help="input image: RGBA with a transparent background, or RGB on a plain backdrop")
+    parser.add_argument("--out", required=True, help="output folder (mesh.glb/.obj/.ply, turntable, field, record)")
+    parser.add_argument("--model", default=model, help=f"model folder, as `sample` takes (default: {model})")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda for paper-scale weights")
+    parser.add_argument(
+        "--polar-deg", default=str(polar),
+        help=f"polar angle of the input camera in degrees, 0 = from above, 90 = from the side (default: {polar:g}, "
+        "the renders' typical view), or 'auto' to estimate it with the model",
+    )  # fmt: skip
+    parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth of the input camera (turns the result)")
+    parser.add_argument("--radius", type=float, default=None, help="input camera distance (default: mid-range, 1.85)")
+    parser.add_argument("--params", default=None, help="params file whose `sjc` group is used (default: the study's)")
+    parser.add_argument("--iterations", type=int, default=None, help="SJC iterations (default: the params file's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the params file's sjc.seed)")
+    parser.add_argument(
+        "--object-fraction", type=float, default=fraction,
+        help=f"share of the frame the object's longer side takes (default: {fraction}, as the renders)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-framing", action="store_true",
+        help="use the image as it is (a render at the model's size): with its true camera, stage 04's run exactly",
+    )  # fmt: skip
+    parser.add_argument("--no-pose", action="store_true", help="use the no-pose baseline model (SJC-I)")
+    mesh_options = [
+        ("--mesh-grid", int, None, "nodes per axis the density is queried on (default: 2x the field's, as stage 04)"),
+        ("--mesh-threshold", float, stage04.threshold_mean_factor, "iso-level as a multiple of the mean density "
+         "(default: %(default)s; the paper: 8)"),
+        ("--mesh-smooth", int, stage04.smooth_kernel, "mean filter size, odd (default: %(default)s; the paper: 7)"),
+        ("--mesh-erosion", int, stage04.erosion_kernel, "grey erosion size, odd (default: %(default)s; the paper: 5)"),
+    ]  # fmt: skip
+    for flag, kind, default, help_text in mesh_options:
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
+    parser.add_argument("--turntable-frames", type=int, default=12, help="frames of the turntable (default: 12)")
+
+
+def reconstruct_command(args: argparse.Namespace) -> int:
+    """Run `reconstruct`; a user error is one line on stderr and exit 2 (nothing in --out looks finished)."""
+    try:
+        result = _reconstruct(args)
+    except (OSError, ValueError) as err:
+        print(f"zero1to3 reconstruct: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    camera = result.record["camera"]
+    how = "estimated" if camera["polar_estimated"] else "given"
+    logger.info("input camera: polar %.1f deg (%s), azimuth %.1f deg, radius %.2f", camera["polar_deg"], how,
+                camera["azimuth_deg"], camera["radius"])  # fmt: skip
+    logger.info("wrote %s", ", ".join(str(p) for p in result.files.values()))
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> Any:
+    import dataclasses
+    import math
+
+    import torch
+
+    from zero1to3 import inputs, mesh, pipeline, single_image
+
+    # 1. Everything that needs no weights: settings, camera, image, output folder
+    group = read_params(args.params or files.find_project_root() / "params.yaml", "sjc")
+    cfg = config.SJCConfig.from_dict(group["config"])
+    if args.iterations is not None:
+        cfg = dataclasses.replace(cfg, iterations=args.iterations)  # checked again by the config
+    seed = group["seed"] if args.seed is None else args.seed
+    polar: float | str = args.polar_deg.strip().lower()
+    if polar != "auto":
+        try:
+            polar = float(polar)
+        except ValueError:
+            raise ValueError(f"--polar-deg must be a number in [0, 180] or 'auto', got {args.polar_deg!r}") from None
+    radius = 0.5 * (cfg.radius_min + cfg.radius_max) if args.radius is None else args.radius
+    single_image.check_camera(polar, args.azimuth_deg, radius, cfg)
+    if not (math.isfinite(args.object_fraction) and 0.05 <= args.object_fraction <= 1.0):
+        raise ValueError(f"--object-fraction must be in [0.05, 1], got {args.object_fraction}")
+    settings = mesh.MeshSettings(args.mesh_grid, args.mesh_threshold, args.mesh_smooth, args.mesh_erosion)
+    image = inputs.load_image(args.image)  # missing, a folder, unreadable, too large: before the weights load
+    single_image.check_writable(args.out)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+
+    # 2. The model
+    try:
+        pipe = pipeline.Zero123Pipeline.from_pretrained(args.model)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} (stage 02 writes {pipeline.DEFAULT_MODEL}; or pass --model FOLDER)") from err
+    pipeline.warn_if_trained_without_pose(Path(args.model), args.no_pose)
+    components = pipe.to(args.device).components
+
+    # 3. Reconstruct; errors about the image name it
+    try:
+        return single_image.reconstruct_image(
+            components, image, args.out, cfg, seed, polar_deg=polar, azimuth_deg=args.azimuth_deg, radius=radius,
+            object_fraction=None if args.keep_framing else args.object_fraction, mesh_settings=settings,
+            use_pose=not args.no_pose, turntable_frames=args.turntable_frames, model_name=str(args.model),
+            image_name=str(args.image),
+        )  # fmt: skip
+    except mesh.EmptyMeshError as err:
+        raise mesh.EmptyMeshError(f"{err}; the field is kept in {args.out}: a rerun re-exports it") from err
 
 
 def _write_image(path: Path, image: Any) -> None:

@@ -195,15 +195,17 @@ def _torch_threads(num_threads: int) -> Iterator[None]:
 
 def run_identity(
     components: models.Zero123Components, rgba: np.ndarray, center: np.ndarray, cfg: SJCConfig, seed: int,
-    use_pose: bool,
+    use_pose: bool, prior_fingerprint: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Everything a reconstruction depends on, as plain values: a checkpoint or a finished result is reused
     only if its identity equals this one. The prior model and the input view enter by fingerprint; the
-    config by value, all but `checkpoint_every`."""
+    config by value, all but `checkpoint_every`. `prior_fingerprint`: the components' fingerprint, if the
+    caller has it already (hashing paper-scale weights takes seconds)."""
     digest = hashlib.sha256(np.ascontiguousarray(rgba).tobytes() + np.asarray(center, np.float64).tobytes())
     config = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_every"}
+    prior = prior_fingerprint or fingerprint.components_fingerprint(components)
     return {"config": config, "seed": seed, "use_pose": use_pose, "input_sha256": digest.hexdigest(),
-            "prior_fingerprint": fingerprint.components_fingerprint(components)}  # fmt: skip
+            "prior_fingerprint": prior}  # fmt: skip
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -304,7 +306,8 @@ def reconstruct(
             row = {"iteration": i + 1, "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
                    "timestep": timesteps.mean().item(), "seconds": time.perf_counter() - step_tick}  # fmt: skip
             history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3g}", refresh=False)
+            bar.set_postfix({"loss": f"{row['loss']:.3g}"} | {k.removeprefix("loss_"): f"{row[k]:.2g}" for k in losses},
+                            refresh=False)  # fmt: skip
             if checkpoint_dir is not None and ((i + 1) % cfg.checkpoint_every == 0 or i + 1 == cfg.iterations):
                 checkpoints.save(checkpoint_dir, CHECKPOINT_PREFIX, i + 1, {
                     "iteration": i + 1, "identity": identity, "field": field.state_dict(),

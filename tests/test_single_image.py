@@ -1,0 +1,155 @@
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+import yaml
+from PIL import Image
+
+from conftest import REPO, disc_rgba
+from zero1to3 import cameras, checkpoints, guidance, mesh, models, reconstruction, single_image, sjc
+
+torch.set_num_threads(1)
+
+DEFAULT = sjc.SJCConfig.from_dict(yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"])
+SMALL = dataclasses.replace(DEFAULT, iterations=4, resolution=12, samples_per_ray=12, checkpoint_every=2)
+LOW = mesh.MeshSettings(threshold_mean_factor=1.0)  # a 4-iteration field is faint: a low iso-level finds it
+
+
+class _Killed(Exception):
+    """Stands in for the process being killed mid-run."""
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    path = tmp_path / "photo.png"
+    disc_rgba().save(path)
+    return path
+
+
+def _run(components, image, out, **kw):
+    kw = {"cfg": SMALL, "seed": 0, "mesh_settings": LOW, "turntable_frames": 3, "progress": False} | kw
+    return single_image.reconstruct_image(components, image, out, **kw)
+
+
+def _field_state(out):
+    return checkpoints.load(out / single_image.FIELD_FILE)["field"]
+
+
+def test_one_image_gives_a_coloured_mesh_a_turntable_and_a_record(dummy_components, image_path, tmp_path):
+    out = tmp_path / "out"
+    result = _run(dummy_components, image_path, out)
+    names = {"input.png", "mesh.glb", "mesh.obj", "mesh.ply", "turntable.gif", "turntable.png", "field.pt",
+             "reconstruction.json"}  # fmt: skip
+    assert {p.name for p in out.iterdir()} == names  # checkpoints removed once the field is saved
+    assert result.trained and result.polar_deg == single_image.DEFAULT_POLAR_DEG
+    glb = trimesh.load(out / "mesh.glb", force="mesh")
+    assert len(glb.faces) == len(result.mesh.faces) > 0 and glb.visual.vertex_colors.shape[1] == 4
+    assert Image.open(out / "turntable.gif").n_frames == 3
+    assert Image.open(out / "turntable.png").size == (3 * 32, 2 * 32)  # colour over depth
+    record = json.loads((out / "reconstruction.json").read_text())
+    assert record["identity"]["prior_fingerprint"] == record["prior_fingerprint"]
+    assert record["settings"]["config"]["iterations"] == 4 and record["camera"]["radius"] == pytest.approx(1.85)
+    assert set(record["final_losses"]) >= {"loss", "loss_sds", "loss_input"} and record["seconds"]["total"] > 0
+
+    again = _run(dummy_components, image_path, out)  # same run: the field is re-exported, not retrained
+    assert not again.trained and len(again.mesh.faces) == len(result.mesh.faces)
+
+
+def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(dummy_components, image_path, tmp_path, monkeypatch):
+    _run(dummy_components, image_path, tmp_path / "whole")
+    real_score, calls = guidance.score, []
+
+    def score_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # during iteration 3: the checkpoint of iteration 2 is the newest
+            raise _Killed
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(guidance, "score", score_then_die)
+    out = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        _run(dummy_components, image_path, out)
+    monkeypatch.setattr(guidance, "score", real_score)
+    assert not (out / "reconstruction.json").exists() and not (out / "field.pt").exists()  # nothing looks finished
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["sjc_000002.pt"]
+
+    resumed = _run(dummy_components, image_path, out)
+    assert resumed.trained and resumed.record["resumed_from"] == 2
+    whole, ends = _field_state(tmp_path / "whole"), _field_state(out)
+    assert all(torch.equal(whole[k], ends[k]) for k in whole)
+
+
+def test_another_model_or_seed_never_reuses_the_folder(dummy_components, image_path, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    first = _run(dummy_components, image_path, out)
+    retrained = models.build_dummy_components(seed=1, prediction_type="v_prediction")
+    second = _run(retrained, image_path, out)
+    assert second.trained and second.record["prior_fingerprint"] != first.record["prior_fingerprint"]
+
+    # A run of other settings killed early leaves no stale result that looks finished.
+    def die(*args, **kwargs):
+        raise _Killed
+
+    monkeypatch.setattr(guidance, "score", die)
+    with pytest.raises(_Killed):
+        _run(retrained, image_path, out, seed=1)
+    assert not any((out / name).exists() for name in ("reconstruction.json", "field.pt", "mesh.glb", "turntable.gif"))
+
+
+def test_keeping_a_renders_framing_and_camera_is_stage_04s_run(dummy_components, red_disc_rgba, tmp_path):
+    """The same code path: a render with its own camera gives stage 04's field exactly (so the same volume IoU)."""
+    center = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
+    path = tmp_path / "render.png"
+    Image.fromarray(np.asarray(red_disc_rgba), "RGBA").save(path)
+    ours = _run(dummy_components, path, tmp_path / "ours", polar_deg=70.0, azimuth_deg=30.0, radius=1.7,
+                object_fraction=None)  # fmt: skip
+    mesh_file = tmp_path / "stage04" / "sjc" / "disc.ply"
+    settings = {"config": SMALL.to_dict(), "seed": 0, "input_view": 0}
+    record = reconstruction.reconstruct_object(dummy_components, True, np.asarray(red_disc_rgba), center, SMALL, 0,
+                                               mesh_file, settings)  # fmt: skip
+    assert record["identity"] == ours.record["identity"]
+    stage04 = torch.load(mesh_file.with_suffix(".field.pt"), weights_only=True)
+    assert all(torch.equal(stage04[k], v) for k, v in _field_state(tmp_path / "ours").items())
+
+
+def test_an_empty_field_keeps_the_field_and_a_rerun_re_exports_it(dummy_components, image_path, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(mesh.EmptyMeshError, match="--mesh-threshold"):
+        _run(dummy_components, image_path, out, mesh_settings=mesh.MeshSettings(threshold_mean_factor=50.0))
+    assert (out / "field.pt").exists() and not (out / "reconstruction.json").exists()
+    assert not _run(dummy_components, image_path, out).trained
+    recorded = _run(dummy_components, image_path, out, mesh_settings=mesh.MeshSettings(threshold_mean_factor=50.0),
+                    require_mesh=False)  # fmt: skip
+    assert recorded.mesh is None and "no surface" in recorded.record["mesh_error"]
+    assert not (out / "mesh.glb").exists() and (out / "reconstruction.json").exists()
+
+
+def test_auto_polar_is_estimated_once_and_stored(dummy_components, image_path, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    cfg = dataclasses.replace(SMALL, iterations=1)
+    first = _run(dummy_components, image_path, out, polar_deg="auto", cfg=cfg)
+    stored = json.loads((out / "polar_estimate.json").read_text())
+    assert first.polar_deg == stored["polar_deg"] and first.record["camera"]["polar_estimated"]
+    monkeypatch.setattr(single_image.elevation, "estimate_polar", lambda *a, **k: pytest.fail("estimated again"))
+    assert _run(dummy_components, image_path, out, polar_deg="auto", cfg=cfg).polar_deg == first.polar_deg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"polar_deg": float("nan")}, r"--polar-deg must be a number in \[0, 180\]"),
+        ({"polar_deg": 200.0}, r"--polar-deg must be a number in \[0, 180\]"),
+        ({"azimuth_deg": float("inf")}, "--azimuth-deg must be a finite number"),
+        ({"radius": 0.5}, r"--radius must lie in \[1.5, 2.2\]"),
+        ({"object_fraction": None}, "must be 32x32 px"),  # a 48 px photo cannot keep its framing
+    ],
+)
+def test_bad_cameras_and_images_are_refused_before_anything_runs(dummy_components, image_path, tmp_path, kwargs,
+                                                                  match):  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        _run(dummy_components, image_path, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out" / "reconstruction.json").exists()
