@@ -1,0 +1,243 @@
+"""Stage 02's recipe as an experiment on a GPU: how far from "copy the input view" is the model, by training steps?
+
+The default study trains on 2 CPU cores for about 18 minutes per model; whether a longer or wider recipe would beat
+copy-the-input (issue 13) is a question of trend, which a GPU answers in minutes. Each variant below is the
+default recipe (params.yaml's finetune group) with a few fields changed; it trains with `train.fit`, the study's own
+loop, and at each milestone step samples the 60 test objects' six target views from input view 0 with the
+study's sampler (DDIM 50, guidance 3, eta 1; batched here, so the noise differs from stage 03's per-object draws),
+and scores them with `evaluate.novel_view_scores` (which adds copy-the-input). Variants run as parallel processes
+on one GPU until a wall-clock deadline; each milestone is a JSON line, so whatever finishes is kept.
+
+    python benchmarks/recipe_sweep.py pack --out .sweep/views.npz             # here: the renders, packed to travel
+    python benchmarks/recipe_sweep.py run --views .sweep/views.npz --out DIR --minutes 6   # on the GPU machine
+    python benchmarks/recipe_sweep.py summarize DIR/milestones.jsonl --out results/finetune/recipe_sweep.json
+
+The VAE is trained once (params' settings) and shared, so every variant sees the same latents; the baseline of a
+variant (`*_nopose`) has the same recipe with the pose zeroed, as the study's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from zero1to3 import autoencoder, cameras, data, evaluate, models, sample, train
+from zero1to3.config import FinetuneConfig, TinyModelSizes
+
+MILESTONES = (500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000, 48000, 64000)
+INPUT_VIEW, NUM_TARGETS = 0, 6  # as stage 03 (params.yaml's sample group)
+SAMPLER = {"num_steps": 50, "guidance_scale": 3.0, "eta": 1.0}
+
+# name -> (changes to params' `training` group, changes to `tiny_model`)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "b32_pose": ({}, {}),
+    "b32_nopose": ({"use_pose": False}, {}),
+    "b128_pose": ({"batch_size": 128}, {}),
+    "b128_nopose": ({"batch_size": 128, "use_pose": False}, {}),
+    "wide_b32_pose": ({}, {"unet_block_out_channels": [64, 128, 128]}),
+}
+
+
+def _params() -> dict[str, Any]:
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["finetune"]
+
+
+def pack(data_dir: str, out: str) -> None:
+    """Train and test renders in one compressed file (the GPU machine has no Blender and no data)."""
+    split = data.read_manifest(data_dir)["split"]
+    arrays: dict[str, Any] = {}
+    for name in ("train", "test"):
+        views = data.load_multiview(data_dir, split[name])
+        arrays |= {f"{name}_rgba": views.rgba, f"{name}_centers": views.camera_centers,
+                   f"{name}_ids": np.array(views.object_ids)}  # fmt: skip
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    print(f"packed {len(split['train'])} train and {len(split['test'])} test objects into {out}")
+
+
+def _views(packed: Any, name: str) -> data.MultiViewSet:
+    return data.MultiViewSet([str(i) for i in packed[f"{name}_ids"]], packed[f"{name}_rgba"],
+                             packed[f"{name}_centers"])  # fmt: skip
+
+
+def _components(tiny_changes: dict[str, Any], params: dict[str, Any]) -> models.Zero123Components:
+    sizes = TinyModelSizes.from_dict(params["tiny_model"] | tiny_changes, "tiny_model")
+    return models.build_tiny_components(sizes, params["seed"], params["training"]["prediction_type"])
+
+
+class MilestoneScores:
+    """`train.fit`'s checkpoint callback: at each milestone, sample the test views and append their scores."""
+
+    def __init__(self, variant: str, test: data.MultiViewSet, log: Path, use_pose: bool, milestones: list[int]) -> None:
+        self.variant, self.log, self.use_pose, self.started = variant, log, use_pose, time.perf_counter()
+        self.milestones = set(milestones)
+        targets = (INPUT_VIEW + 1 + np.arange(NUM_TARGETS)) % test.rgba.shape[1]
+        self.ids, self.input_rgba, self.target_rgba = test.object_ids, test.rgba[:, INPUT_VIEW], test.rgba[:, targets]
+        centers = test.camera_centers
+        inputs = np.broadcast_to(centers[:, INPUT_VIEW, None], centers[:, targets].shape)
+        self.pose = torch.from_numpy(cameras.relative_pose(inputs, centers[:, targets]).reshape(-1, 4))
+        self.images = data.to_model_images(self.input_rgba)[:, None].expand(-1, NUM_TARGETS, -1, -1, -1).flatten(0, 1)
+
+    def __call__(self, components: models.Zero123Components, step: int) -> None:
+        if step not in self.milestones:
+            return
+        components.eval()
+        out = sample.sample_novel_views(components, self.images, self.pose, generator=torch.Generator().manual_seed(0),
+                                        use_pose=self.use_pose, **SAMPLER)  # fmt: skip
+        rgb = (out.images.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        views = rgb.reshape(len(self.ids), NUM_TARGETS, *rgb.shape[1:])
+        scores = evaluate.novel_view_scores({"model": views}, self.target_rgba, self.input_rgba, self.ids)
+        row = {"variant": self.variant, "step": step, "seconds": time.perf_counter() - self.started,
+               "scores": {m: {k: v.tolist() for k, v in per.items()} for m, per in scores.items()}}  # fmt: skip
+        with self.log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        for module in (components.unet, components.image_encoder, components.cc_projection):
+            module.train()  # back to training (fit put the trained ones in train mode)
+        components.vae.eval()
+        print(f"{self.variant} step {step}: fg PSNR {np.mean(scores['model']['fg_psnr']):.2f} dB "
+              f"(copy input {np.mean(scores['copy_input']['fg_psnr']):.2f})", flush=True)  # fmt: skip
+
+
+def worker(variant: str, views_path: str, work: str, log: str, milestones: list[int], num_test: int) -> None:
+    params, (training_changes, tiny_changes) = _params(), VARIANTS[variant]
+    torch.set_num_threads(2)
+    packed = np.load(views_path)
+    train_views, test = _views(packed, "train"), _test_views(packed, num_test)
+    components = _components(tiny_changes, params)
+    shared = torch.load(Path(work) / "vae.pt", weights_only=True)
+    components.vae.load_state_dict(shared["state_dict"])
+    components.vae.register_to_config(scaling_factor=shared["scaling_factor"])
+    components.to("cuda" if torch.cuda.is_available() else "cpu")
+    latents = autoencoder.LatentTable(shared["mean"], shared["std"])
+    run_fields = {"seed": params["seed"], "use_pose": True, "max_steps": milestones[-1],
+                  "checkpoint_every": min(500, milestones[0])}  # fmt: skip
+    cfg = FinetuneConfig.from_dict(params["training"] | run_fields | training_changes)
+    callback = MilestoneScores(variant, test, Path(log), cfg.use_pose, milestones)
+    train.fit(components, train_views, latents, cfg, Path(work) / variant, progress=False, on_checkpoint=callback)
+
+
+def _test_views(packed: Any, num_test: int) -> data.MultiViewSet:
+    views = _views(packed, "test")
+    return data.MultiViewSet(views.object_ids[:num_test], views.rgba[:num_test], views.camera_centers[:num_test])
+
+
+def run(
+    views_path: str,
+    out: str,
+    minutes: float,
+    variants: list[str],
+    milestones: str,
+    num_test: int,
+    vae_steps: int | None,
+) -> None:
+    """Train the shared VAE, then every variant in parallel until the deadline."""
+    params, work, out_dir = _params(), Path("/tmp/recipe_sweep"), Path(out)
+    work.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.perf_counter() + 60 * minutes
+    packed = np.load(views_path)
+    train_views, test = _views(packed, "train"), _test_views(packed, num_test)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    vae = _components({}, params).vae.to(device)
+    tick, vae_cfg = time.perf_counter(), params["vae"]
+    history = autoencoder.fit_vae(
+        vae, train_views, vae_steps or vae_cfg["steps"], vae_cfg["batch_size"], vae_cfg["learning_rate"],
+        vae_cfg["kl_weight"], torch.Generator().manual_seed(params["seed"]), progress=False,
+    )  # fmt: skip
+    table = autoencoder.encode_views(vae, train_views)
+    colour = autoencoder.colour_metrics(vae, test.rgba.reshape(-1, *test.rgba.shape[2:]))
+    torch.save({"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "mean": table.mean,
+                "std": table.std, "scaling_factor": float(vae.config.scaling_factor)}, work / "vae.pt")  # fmt: skip
+    info = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "vae_seconds":
+            time.perf_counter() - tick, "vae_final_loss": history[-1]["loss_recon"], "vae_test": colour}  # fmt: skip
+    (out_dir / "vae.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(info), flush=True)
+    log = out_dir / "milestones.jsonl"
+    command = [sys.executable, __file__, "worker", views_path, str(work), str(log), milestones, str(num_test)]
+    procs = {v: subprocess.Popen(command[:3] + [v] + command[3:],
+                                 stdout=(out_dir / f"{v}.log").open("w"), stderr=subprocess.STDOUT,
+                                 env=os.environ | {"OMP_NUM_THREADS": "2"}) for v in variants}  # fmt: skip
+    while time.perf_counter() < deadline and any(p.poll() is None for p in procs.values()):
+        time.sleep(5)
+    for name, p in procs.items():
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        print(f"{name}: exit {p.wait()}", flush=True)
+
+
+def summarize(log: str, out: str, seed: int = 0) -> None:
+    """Per variant and milestone: fg PSNR and silhouette IoU against copy-the-input and the no-pose twin."""
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    by_key = {(r["variant"], r["step"]): r for r in rows}
+    table = []
+    for (variant, step), row in sorted(by_key.items()):
+        scores = {m: {k: np.asarray(v) for k, v in per.items()} for m, per in row["scores"].items()}
+        twin = by_key.get((variant.replace("_pose", "_nopose"), step)) if variant.endswith("_pose") else None
+        if twin is not None:
+            scores["no_pose"] = {k: np.asarray(v) for k, v in twin["scores"]["model"].items()}
+        others = ["copy_input"] + (["no_pose"] if twin is not None else [])
+        comparisons = evaluate.paired_comparisons(scores, "model", others, ["fg_psnr", "silhouette_iou"], seed=seed)
+        table.append({"variant": variant, "step": step, "seconds": row["seconds"],
+                      "fg_psnr": float(np.mean(scores["model"]["fg_psnr"])),
+                      "silhouette_iou": float(np.mean(scores["model"]["silhouette_iou"])),
+                      "comparisons": [{k: c[k] for k in ("other", "metric", "mean_difference", "ci_low", "ci_high")}
+                                      for c in comparisons]})  # fmt: skip
+    Path(out).write_text(json.dumps(table, indent=2))
+    for r in table:
+        diffs = "  ".join(f"vs {c['other']} {c['metric']} {c['mean_difference']:+.2f} [{c['ci_low']:+.2f}, "
+                          f"{c['ci_high']:+.2f}]" for c in r["comparisons"])  # fmt: skip
+        print(f"{r['variant']:>14} {r['step']:>6} {r['seconds']:7.0f}s fg {r['fg_psnr']:.2f} {diffs}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--out", default=".sweep/views.npz")
+    p = sub.add_parser("run")
+    p.add_argument("--views", default=".sweep/views.npz")
+    p.add_argument("--out", required=True)
+    p.add_argument("--minutes", type=float, default=6.0)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--milestones", default=",".join(map(str, MILESTONES)))
+    p.add_argument("--num-test", type=int, default=60)
+    p.add_argument("--vae-steps", type=int, default=None, help="default: params.yaml's (a smoke test uses a few)")
+    p = sub.add_parser("worker")
+    p.add_argument("variant")
+    p.add_argument("views")
+    p.add_argument("work")
+    p.add_argument("log")
+    p.add_argument("milestones")
+    p.add_argument("num_test", type=int)
+    p = sub.add_parser("summarize")
+    p.add_argument("log")
+    p.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if args.command == "pack":
+        pack(args.data_dir, args.out)
+    elif args.command == "run":
+        run(
+            args.views, args.out, args.minutes, args.variants.split(","), args.milestones, args.num_test, args.vae_steps
+        )
+    elif args.command == "worker":
+        worker(
+            args.variant, args.views, args.work, args.log, [int(m) for m in args.milestones.split(",")], args.num_test
+        )
+    else:
+        summarize(args.log, args.out)
+
+
+if __name__ == "__main__":
+    main()
