@@ -326,6 +326,26 @@ def build_lpips(
     return LpipsModel(net=model, backbone_file=path)
 
 
+# The AlexNet trunks of LPIPS and ST-LPIPS stride and pool their input five times; below about 24 px a feature map
+# is smaller than a pooling window or blur padding and the network fails. Smaller images (the test suite's 16 px
+# renders) are upsampled to this size first.
+PERCEPTUAL_MIN_SIZE = 32
+
+
+def _perceptual_distances(
+    net: torch.nn.Module, pred: Float[np.ndarray, "*B H W 3"], target: Float[np.ndarray, "*B H W 3"]
+) -> Float[torch.Tensor, "B 1 1 1"]:
+    """An LPIPS-style network's distance per pair, images in [0, 1] (mapped to [-1, 1] by `normalize=True`)."""
+    pred, target = _as_batch(pred, target)
+    pred_t = torch.from_numpy(pred).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+    target_t = torch.from_numpy(target).permute(0, 3, 1, 2).float()
+    if min(pred_t.shape[-2:]) < PERCEPTUAL_MIN_SIZE:  # test-size renders only: the study's are 64 px and up
+        pred_t, target_t = (F.interpolate(x, size=PERCEPTUAL_MIN_SIZE, mode="bilinear", align_corners=False)
+                            for x in (pred_t, target_t))  # fmt: skip
+    with torch.no_grad():
+        return net(pred_t, target_t, normalize=True)
+
+
 def lpips_metrics(
     pred: Float[np.ndarray, "*B H W 3"],
     target: Float[np.ndarray, "*B H W 3"],
@@ -338,14 +358,7 @@ def lpips_metrics(
     """
     if isinstance(model, MetricUnavailable):
         return model
-    pred, target = _as_batch(pred, target)
-    pred_t = torch.from_numpy(pred).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
-    target_t = torch.from_numpy(target).permute(0, 3, 1, 2).float()
-    if min(pred_t.shape[-2:]) < ST_LPIPS_MIN_SIZE:  # test-size renders only: the study's are 64 px and up
-        pred_t, target_t = (F.interpolate(x, size=ST_LPIPS_MIN_SIZE, mode="bilinear", align_corners=False)
-                            for x in (pred_t, target_t))  # fmt: skip
-    with torch.no_grad():
-        d = model.net(pred_t, target_t, normalize=True)  # (N, 1, 1, 1)
+    d = _perceptual_distances(model.net, pred, target)
     return {"lpips": float(d.mean())}
 
 
@@ -400,11 +413,6 @@ def build_st_lpips(net: str = "alex", weights_path: Path | None = None) -> StLpi
     return StLpipsModel(net=model, weights_file=path)
 
 
-# ST-LPIPS's AlexNet trunk blurs and strides its input five times; below about 24 px a feature map is smaller than
-# its blur filter's padding and the network fails. Smaller images (the test suite's 16 px renders) are upsampled.
-ST_LPIPS_MIN_SIZE = 32
-
-
 def st_lpips_metrics(
     pred: Float[np.ndarray, "*B H W 3"],
     target: Float[np.ndarray, "*B H W 3"],
@@ -417,14 +425,7 @@ def st_lpips_metrics(
     """
     if isinstance(model, MetricUnavailable):
         return model
-    pred, target = _as_batch(pred, target)
-    pred_t = torch.from_numpy(pred).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
-    target_t = torch.from_numpy(target).permute(0, 3, 1, 2).float()
-    if min(pred_t.shape[-2:]) < ST_LPIPS_MIN_SIZE:  # test-size renders only: the study's are 64 px and up
-        pred_t, target_t = (F.interpolate(x, size=ST_LPIPS_MIN_SIZE, mode="bilinear", align_corners=False)
-                            for x in (pred_t, target_t))  # fmt: skip
-    with torch.no_grad():
-        d = model.net(pred_t, target_t, normalize=True)  # (N, 1, 1, 1)
+    d = _perceptual_distances(model.net, pred, target)
     return {"st_lpips": float(d.mean())}
 
 
