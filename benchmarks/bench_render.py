@@ -51,6 +51,7 @@ def main() -> None:
         num_val=0,
         num_test=0,
         zero_shot=[],
+        sources=[],
         num_views=12,
         resolution_px=64,
         samples_per_pixel=32,

@@ -77,7 +77,7 @@ def test_each_stage_depends_on_every_module_its_notebook_runs():
     for name, stage in stages.items():
         cells = json.loads((REPO / "notebooks" / cli.STAGES[name]).read_text())["cells"]
         todo = _zero1to3_imports("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
-        needed, todo = {"cli"}, todo | {"config", "files"}  # cli's own imports beyond these serve `sample` only
+        needed, todo = {"cli"}, todo | {"config", "files"}  # cli's own imports beyond these serve the user commands
         while todo:
             module = todo.pop()
             if module not in needed:
@@ -132,6 +132,138 @@ def test_unknown_key_in_a_group_is_an_error_not_a_warning(tmp_path, capsys):
     path = _params_with(tmp_path, yaml.safe_dump(params))
     assert cli.main(["run", "sample", "--params", str(path)]) == 2
     assert "sample.guidance_sclae: unknown key" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out sets, checked against the manifest (and stage 03's samples) when a stage runs
+
+
+def _data_with_sets(tmp_path, sets=("train", "val", "test", "zero_shot", "gso"), sampled=("test", "zero_shot")):
+    data_dir = tmp_path / "data"
+    (data_dir / "samples").mkdir(parents=True)
+    (data_dir / "manifest.json").write_text(json.dumps({"split": {name: [] for name in sets}}))
+    for name in sampled:
+        (data_dir / "samples" / f"{name}.npz").write_bytes(b"")
+    return str(data_dir)
+
+
+def test_named_sets_of_the_manifest_pass_the_stage_check(tmp_path):
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    data_dir = _data_with_sets(tmp_path)
+    cli.check_sets("sample", params["sample"] | {"data_dir": data_dir, "sets": ["gso", "test"]}, tmp_path)
+    cli.check_sets("sjc", params["sjc"] | {"data_dir": data_dir, "objects_per_set": {"gso": 2}}, tmp_path)
+    cli.check_sets("evaluate", params["evaluate"] | {"data_dir": data_dir, "sets": ["zero_shot"]}, tmp_path)
+    cli.check_sets("finetune", params["finetune"], tmp_path / "nowhere")  # stages without sets: nothing to check
+
+
+@pytest.mark.parametrize(
+    "stage, change, message",
+    [
+        ("sample", {"sets": ["test", "scans"]},
+         r"sample\.sets: 'scans' not in .*manifest\.json, whose held-out sets are val, test, zero_shot, gso"),
+        ("sjc", {"objects_per_set": {"zero_shot": 1, "ycb": 2}}, r"sjc\.objects_per_set: 'ycb' not in .*manifest"),
+        ("evaluate", {"sets": ["gso"]}, r"evaluate\.sets: 'gso' not sampled: .*samples holds test, zero_shot"),
+    ],
+)  # fmt: skip
+def test_a_set_the_data_lacks_is_one_line_and_exit_2_before_the_notebook(tmp_path, capsys, monkeypatch, stage, change,
+                                                                         message):  # fmt: skip
+    import papermill
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params[stage] |= change | {"data_dir": _data_with_sets(tmp_path)}
+    path = _params_with(tmp_path, yaml.safe_dump(params))
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("the notebook started"))
+    assert cli.main(["run", stage, "--params", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+def test_sampling_before_stage_01_says_to_run_it(tmp_path, capsys):
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["sample"]["data_dir"] = str(tmp_path / "no_data")
+    assert cli.main(["run", "sample", "--params", str(_params_with(tmp_path, yaml.safe_dump(params)))]) == 2
+    err = capsys.readouterr().err
+    assert "no dataset manifest" in err and "run stage 01 first" in err
+
+
+def test_the_manifest_and_samples_layout_match_the_library():
+    from zero1to3 import data, outputs
+
+    assert cli.MANIFEST_NAME == data.MANIFEST_NAME
+    assert outputs.samples_path("d", "gso") == Path("d") / cli.SAMPLES_DIR / "gso.npz"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `python -m zero1to3 render --shard K/N` and `render --merge N`
+
+
+@pytest.mark.parametrize("text, expected", [("1/1", (0, 1)), ("3/16", (2, 16)), (" 16 / 16 ", (15, 16))])
+def test_parse_shard_counts_from_one(text, expected):
+    assert cli.parse_shard(text) == expected
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--shard", "0/4"], r"--shard K/N needs 1 <= K <= N, got K=0, N=4"),
+        (["--shard", "5/4"], r"--shard K/N needs 1 <= K <= N, got K=5, N=4"),
+        (["--shard", "2"], r"--shard must be K/N, two whole numbers such as 3/16, got '2'"),
+        (["--shard=-1/4"], r"--shard must be K/N"),
+        (["--shard", "1.5/4"], r"--shard must be K/N"),
+        (["--shard", "1/0"], r"1 <= K <= N, got K=1, N=0"),
+        (["--merge", "0"], r"--merge N needs the number of shards, a whole number >= 1, got '0'"),
+        (["--merge", "two"], r"--merge N needs the number of shards"),
+    ],
+)
+def test_render_bad_shard_or_merge_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    assert cli.main(["render", *flags, "--params", str(REPO / "params.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("zero1to3 render: error: ") and re.search(message, err), err
+
+
+@pytest.mark.parametrize("flags", [[], ["--shard", "1/2", "--merge", "2"]])
+def test_render_needs_exactly_one_of_shard_and_merge(flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["render", *flags])
+    assert exit_.value.code == 2 and "--shard" in capsys.readouterr().err
+
+
+def test_render_shards_then_merge_give_the_unsharded_manifest(tmp_path, capsys, monkeypatch):
+    """Job K of N renders its shard into the same data folder; `--merge N` writes the manifest a single run writes."""
+    import yaml
+
+    from test_objects import make_example_meshes
+    from test_render import _fake_render_all
+    from zero1to3 import render
+
+    monkeypatch.setattr(render, "_render_all", _fake_render_all)  # no Blender: the sharding and the manifest only
+    meshes = make_example_meshes(tmp_path / "meshes")
+    group = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())["render"] | {
+        "num_train": 5, "num_test": 2, "zero_shot": ["duck", "mug"],
+        "sources": [{"path": str(meshes), "glob": "*/meshes/model.obj", "up_axis": "Z", "prefix": "gso_",
+                     "split": "gso"}, {"path": str(meshes / "scans"), "glob": "*.ply", "up_axis": "Z", "prefix": "",
+                     "split": "train"}],
+    }  # fmt: skip
+    whole = _params_with(tmp_path, yaml.safe_dump({"render": group | {"data_dir": str(tmp_path / "whole")}}))
+    assert cli.main(["render", "--shard", "1/1", "--params", str(whole)]) == 0
+    assert cli.main(["render", "--merge", "1", "--params", str(whole)]) == 0
+    expected = (tmp_path / "whole" / "manifest.json").read_text()
+    params = tmp_path / "sharded.yaml"
+    params.write_text(yaml.safe_dump({"render": group | {"data_dir": str(tmp_path / "sharded")}}))
+    for k in (1, 2, 3):
+        assert cli.main(["render", "--shard", f"{k}/3", "--params", str(params)]) == 0
+        assert (tmp_path / "sharded" / f"manifest.shard-{k}-of-3.json").is_file()
+    capsys.readouterr()
+    assert cli.main(["render", "--merge", "4", "--params", str(params)]) == 2  # a fourth job never ran
+    assert "manifest.shard-4-of-4.json" in capsys.readouterr().err
+    assert cli.main(["render", "--merge", "3", "--params", str(params)]) == 0
+    assert (tmp_path / "sharded" / "manifest.json").read_text() == expected
+    assert json.loads(expected)["split"]["gso"] == ["gso_shoe"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -255,6 +387,37 @@ def test_the_quick_profile_fits_every_schema_and_writes_only_under_quick():
                 assert group[key].startswith("quick/"), f"{stage}.{key} = {group[key]} would touch the study's files"
     assert quick["finetune"]["tiny_model"] == default["finetune"]["tiny_model"]  # the same model, trained less
     assert "/quick" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_the_own_objects_example_fits_every_schema_and_its_meshes_make_the_named_set(tmp_path):
+    """README "Your own objects": the profile and scripts/example_meshes.py agree, and nothing leaves quick/."""
+    import importlib.util
+
+    import yaml
+
+    from zero1to3 import config, render
+
+    profile = yaml.safe_load((REPO / "profiles" / "own_objects.yaml").read_text())
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert list(profile) == list(default)
+    for stage, group in profile.items():
+        config.stage_config(stage, group)
+        assert set(group) == set(default[stage])
+        for key in ("data_dir", "models_dir", "results_dir"):
+            if key in group:
+                assert group[key].startswith("quick/own_objects/"), f"{stage}.{key} = {group[key]}"
+    spec = importlib.util.spec_from_file_location("example_meshes", REPO / "scripts" / "example_meshes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    meshes = module.write_example_meshes(tmp_path / "meshes")
+    cfg = config.RenderConfig.from_dict(profile["render"])
+    here = "quick/own_objects/meshes"
+    moved = [e.model_copy(update={"path": e.path.replace(here, str(meshes))}) for e in cfg.sources]
+    extra = {name: [s.object_id for s in group] for name, group in render.config_sources(moved).items()}
+    assert extra["train"] == ["gso_blue_can", "gso_green_wedge", "gso_red_box"]
+    assert extra["mine"] == ["3f2a9c01", "7b11e0d4", "scan_ball", "scan_broken", "scan_pill", "scan_ring"]
+    assert {"mine", "zero_shot"} <= set(profile["sample"]["sets"]) and "mine" in profile["sjc"]["objects_per_set"]
+    assert profile["evaluate"]["sets"] == profile["sample"]["sets"]
 
 
 def test_a_notebook_run_with_another_params_file_says_so_at_the_top(tmp_path):

@@ -10,6 +10,7 @@ from zero1to3 import config
 from zero1to3.config import RenderConfig
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+_ENTRY = {"path": "meshes/gso", "glob": "*/meshes/model.obj", "up_axis": "Z", "prefix": "gso_", "split": "gso"}
 
 
 def test_params_yaml_render_group_builds_a_config():
@@ -90,7 +91,11 @@ _DELETE = object()
         ("render", "num_train", "400", r"render\.num_train: .*valid integer"),
         ("render", "seed", _DELETE, r"render: missing keys \['seed'\]"),
         ("sample", "sampler.guidance_scale", 0.0, r"sample\.sampler\.guidance_scale: .*greater than or equal to 1"),
-        ("sample", "sets", ["tset"], r"sample\.sets\.0: .*'test'"),
+        ("sample", "sets", ["train"], r"sample\.sets\.0: `train` is not held out"),
+        ("sample", "sets", ["My set"], r"sample\.sets\.0: String should match pattern .*\(got 'My set'\)"),
+        ("sjc", "objects_per_set", {"test": -1}, r"sjc\.objects_per_set\.test: .*greater than or equal to 0"),
+        ("render", "sources", [_ENTRY | {"up_axis": "X"}], r"render\.sources\.0\.up_axis: .*'Y' or 'Z' \(got 'X'\)"),
+        ("render", "sources", _DELETE, r"render: missing keys \['sources'\]"),
         ("sjc", "config.iterations", 0, r"sjc\.config: `iterations` must be positive, got 0"),
         ("sjc", "config.iterations", _DELETE, r"sjc\.config: missing keys \['iterations'\]"),
         ("evaluate", "num_resamples", True, r"evaluate\.num_resamples: .*integer"),
@@ -115,3 +120,45 @@ def test_every_problem_of_a_group_is_reported_at_once():
         config.stage_config("finetune", group)
     lines = str(err.value).splitlines()
     assert len(lines) == 2 and "finetune.vae.stepz: unknown key" in lines[0] and "training.max_steps" in lines[1]
+
+
+# --- your own objects (`render.sources`) and named evaluation sets ---------------------------------------------------
+
+
+def test_render_sources_are_checked_entries_that_round_trip():
+    coloured = _ENTRY | {"color_rgba": [1, 0.5, 0, 1]}
+    cfg = config.stage_config("render", PARAMS["render"] | {"sources": [_ENTRY, coloured]})
+    assert [e.split for e in cfg.sources] == ["gso", "gso"] and cfg.sources[0].color_rgba is None  # optional
+    assert cfg.sources[1].color_rgba == [1.0, 0.5, 0.0, 1.0]
+    assert cfg.to_dict()["sources"][0] == _ENTRY | {"color_rgba": None}  # plain data, as params.yaml holds it
+    assert RenderConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.render_settings() == RenderConfig.from_dict(PARAMS["render"]).render_settings()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"glob": None}, r"render\.sources\.0\.glob: missing key"),
+        ({"colour": [1, 0, 0, 1]}, r"render\.sources\.0\.colour: unknown key"),
+        ({"color_rgba": [1, 0, 0]}, r"render\.sources\.0\.color_rgba: List should have at least 4 items"),
+        ({"color_rgba": [2, 0, 0, 1]}, r"render\.sources\.0\.color_rgba\.0: .*less than or equal to 1"),
+        ({"prefix": "GSO-"}, r"render\.sources\.0\.prefix: String should match pattern"),
+        ({"split": "Google Scans"}, r"render\.sources\.0\.split: String should match pattern"),
+    ],
+)
+def test_a_bad_source_entry_is_one_line_naming_the_entry_and_key(change, message):
+    entry = {k: v for k, v in (_ENTRY | change).items() if v is not None}
+    with pytest.raises(config.ParamsError, match=message) as err:
+        config.stage_config("render", PARAMS["render"] | {"sources": [entry]})
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_named_evaluation_sets_flow_through_sample_sjc_and_evaluate_params():
+    """Any set name may be given; whether the manifest has it is checked when the stage runs (`cli.check_sets`)."""
+    sample = config.stage_config("sample", PARAMS["sample"] | {"sets": ["test", "gso"]})
+    assert sample.sets == ["test", "gso"]
+    sjc = config.stage_config("sjc", PARAMS["sjc"] | {"objects_per_set": {"gso": 3, "zero_shot": 1}})
+    assert list(sjc.objects_per_set.items()) == [("gso", 3), ("zero_shot", 1)]  # in the given order
+    assert config.stage_config("evaluate", PARAMS["evaluate"] | {"sets": ["gso"]}).sets == ["gso"]
+    with pytest.raises(config.ParamsError, match=r"sjc\.objects_per_set\.train\.\[key\]: `train` is not held out"):
+        config.stage_config("sjc", PARAMS["sjc"] | {"objects_per_set": {"train": 3}})

@@ -53,7 +53,10 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
     assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
-        assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
+        # The parameters cell mirrors its params.yaml group one literal per line (its own test above), so it is as
+        # long as the group; every other cell stays within ~15 lines (CONVENTIONS.md 1).
+        if "parameters" not in cell.metadata.get("tags", []):
+            assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions and classes belong in lib/"
 
 
@@ -142,3 +145,27 @@ def test_notebooks_run_in_order_under_smoke_params(tmp_path, subtests):
             executed = cli.run_stage(stage, params, tmp_path / cli.STAGES[stage], execution_timeout=CELL_TIMEOUT_S)
             check(tmp_path, executed)
             failed = None
+
+
+def test_progress_bars_stay_text_in_a_notebook_executed_by_papermill(tmp_path):
+    """Issue 17: a bar is a widget in Jupyter, but papermill has no frontend to draw one. The executed notebook must
+    hold the finished text bar, not a frozen widget and its state JSON (results/notebooks/ would carry both), for
+    our bars and for transformers' own (saving and loading a model)."""
+    import papermill as pm
+
+    source = nbformat.v4.new_notebook()
+    ours = "from zero1to3 import progress\n\nfor _ in progress.bar(range(5), desc='demo'):\n    pass"
+    folder = str(tmp_path / "model")
+    theirs = (f"from zero1to3 import models\n\nmodels.build_dummy_components().save_pretrained({folder!r})\n"
+              f"models.Zero123Components.load_pretrained({folder!r});")  # fmt: skip
+    source.cells = [nbformat.v4.new_code_cell(ours), nbformat.v4.new_code_cell(theirs)]
+    source.metadata["kernelspec"] = {"name": cli.KERNEL_NAME, "display_name": cli.KERNEL_NAME, "language": "python"}
+    nbformat.write(source, tmp_path / "bar.ipynb")
+    pm.execute_notebook(tmp_path / "bar.ipynb", tmp_path / "out.ipynb", kernel_name=cli.KERNEL_NAME, cwd=str(REPO),
+                        progress_bar=False, execution_timeout=CELL_TIMEOUT_S)  # fmt: skip
+    raw = (tmp_path / "out.ipynb").read_text()
+    assert "widget" not in raw, "widget output or widget state in a notebook executed by papermill"
+    cells = nbformat.reads(raw, as_version=4).cells
+    text = ["".join(o.text for o in cell.outputs) for cell in cells]
+    assert all(o.output_type == "stream" for cell in cells for o in cell.outputs)
+    assert "demo: 100%" in text[0] and "5/5" in text[0] and "Loading weights: 100%" in text[1]

@@ -167,7 +167,8 @@ def test_the_default_study_renders_the_whole_zero_shot_set():
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert params["render"]["zero_shot"] == list(objects.DEFAULT_ZERO_SHOT)
-    assert params["sjc"]["num_zero_shot_objects"] <= len(objects.DEFAULT_ZERO_SHOT)
+    assert params["render"]["sources"] == []  # the default study: the built-in objects only
+    assert params["sjc"]["objects_per_set"]["zero_shot"] <= len(objects.DEFAULT_ZERO_SHOT)
 
 
 # --- your own objects: folders of meshes -------------------------------------------------------------------------

@@ -27,7 +27,10 @@ def test_a_finished_reconstruction_is_reused_only_for_the_same_prior_and_input(t
         return reconstruction.reconstruct_object(model, True, image, center, cfg, 0, mesh_file, settings)
 
     first = reconstruct(prior, rgba)
-    assert reconstruct(prior, rgba)["seconds"] == first["seconds"]  # reused: the same record
+    reused = reconstruct(prior, rgba)
+    assert reused["seconds"] == first["seconds"]  # reused: the same record
+    assert first["resumed_from"] == 0 and reused["resumed_from"] == cfg.iterations  # as the returned records say
+    assert "resumed_from" not in outputs.load_run_record(mesh_file.with_suffix(".json"))  # said, never written
     retrained = models.build_dummy_components(seed=1, prediction_type="v_prediction")
     second = reconstruct(retrained, rgba)
     assert second["seconds"] != first["seconds"]
@@ -60,6 +63,17 @@ def test_stage_metrics_summary_and_histories_count_every_object():
                      "- sjc_i: 20 s per object (max 20 s), 0 without a surface"]  # fmt: skip
     curves = reconstruction.loss_histories(records, ["mug"])
     assert list(curves) == ["sjc mug", "sjc_i mug"] and [row["step"] for row in curves["sjc mug"]] == [1, 2]
+
+
+def test_reuse_line_counts_finished_and_resumed_reconstructions():
+    """`resumed_from`: all iterations (a finished reconstruction reused whole), some (a checkpoint) or none."""
+    done = lambda resumed_from: _record(10.0) | {"resumed_from": resumed_from}  # noqa: E731
+    records = {"sjc": {"duck": done(2), "mug": done(1)}, "sjc_i": {"duck": done(0), "mug": done(2)}}
+    assert reconstruction.reuse_line(records, "data/sjc") == (
+        "Reused from `data/sjc/`: 1 finished and 1 checkpointed of 2 sjc objects; 1 finished of 2 sjc_i objects."
+    )
+    fresh = {"sjc": {"duck": _record(10.0) | {"resumed_from": 0}}}
+    assert reconstruction.reuse_line(fresh, "data/sjc") == "Reused: nothing; this run computed everything itself."
 
 
 def test_unknown_methods_and_missing_fields_are_explained(tmp_path):

@@ -42,7 +42,7 @@ def _cfg(tmp, **overrides):
     from zero1to3.config import RenderConfig
 
     values = dict(
-        seed=0, num_train=2, num_val=0, num_test=0, zero_shot=[], num_views=2, resolution_px=16,
+        seed=0, num_train=2, num_val=0, num_test=0, zero_shot=[], sources=[], num_views=2, resolution_px=16,
         samples_per_pixel=4, radius_min=1.5, radius_max=2.2, polar_min_deg=0.0, polar_max_deg=180.0,
         num_workers=1, data_dir=str(tmp / "data"), results_dir=str(tmp / "res"),
     )  # fmt: skip
@@ -411,3 +411,54 @@ def test_own_objects_render_with_their_textures_and_vertex_colours(tmp_path):
     shoe = data.load_object(cfg.data_dir, "gso_shoe").rgba[0].astype(float)
     assert np.ptp(shoe[shoe[..., 3] > 250][:, 0]) > 60  # the checker texture, not one flat shade
     assert (Path(cfg.data_dir) / "renders" / "gso_shoe" / "material_0.png").is_file()
+
+
+def _entry(path, glob, split, **more):
+    from zero1to3.config import ObjectSourceEntry
+
+    return ObjectSourceEntry(**{"path": str(path), "glob": glob, "up_axis": "Z", "prefix": "", "split": split} | more)
+
+
+def test_render_sources_from_params_render_as_extra_sources_do(tmp_path, monkeypatch):
+    """`render.sources` (params) and `extra_sources` (Python) give the same manifest; a list file works too."""
+    from test_objects import make_example_meshes
+
+    monkeypatch.setattr(render, "_render_all", _fake_render_all)
+    meshes = make_example_meshes(tmp_path / "meshes")
+    (meshes / "train.txt").write_text("scans/green ball.ply\n")
+    entries = [_entry(meshes, "*/meshes/model.obj", "gso", prefix="gso_"),
+               _entry(meshes / "objaverse", "*.glb", "gso", up_axis="Y", color_rgba=[0.2, 0.4, 0.8, 1.0]),
+               _entry(meshes / "train.txt", "", "train")]  # fmt: skip
+    extra = render.config_sources(entries)
+    assert {name: [s.object_id for s in group] for name, group in extra.items()} == {
+        "gso": ["gso_shoe", "8a2f_c0"], "train": ["scans"]}  # fmt: skip
+    assert extra["gso"][1].up_axis == "Y" and extra["gso"][1].color_rgba == (0.2, 0.4, 0.8, 1.0)
+    by_params = _cfg(tmp_path / "params", num_train=3, sources=[e.model_dump() for e in entries])
+    render.render_dataset(by_params, progress=False)
+    by_python = _cfg(tmp_path / "python", num_train=3)
+    render.render_dataset(by_python, progress=False, extra_sources=extra)
+    manifest = data.read_manifest(by_params.data_dir)
+    assert manifest == data.read_manifest(by_python.data_dir)
+    assert manifest["split"]["gso"] == ["gso_shoe", "8a2f_c0"] and manifest["split"]["train"][-1] == "scans"
+
+
+def test_bad_render_sources_fail_before_anything_renders(tmp_path, monkeypatch):
+    from test_objects import make_example_meshes
+
+    monkeypatch.setattr(render, "_render_all", lambda *a: pytest.fail("rendered despite a bad source"))
+    meshes = make_example_meshes(tmp_path / "meshes")
+    (meshes / "list.txt").write_text("scans/green ball.ply\n")
+    cases = [
+        (_entry(meshes / "list.txt", "*.ply", "gso"), ValueError, r"sources\[0\] .*list file .*`glob` must be ''"),
+        (_entry(meshes / "scans", "", "gso"), ValueError, r"sources\[0\] .*a folder needs a `glob`"),
+        (_entry(meshes / "nowhere", "*.glb", "gso"), FileNotFoundError, r"sources\[0\] .*neither a folder nor a list"),
+        (_entry(meshes / "scans", "*.mtl", "gso"), ValueError, r"sources\[0\] .*holds no mesh"),
+        (_entry(meshes / "scans", "*.ply", "gso", prefix="urdf_"), ValueError, "built-in"),
+    ]
+    for entry, kind, message in cases:
+        with pytest.raises(kind, match=message):
+            render.render_dataset(_cfg(tmp_path, sources=[entry.model_dump()]), progress=False)
+    twice = [_entry(meshes / "scans", "*.ply", name).model_dump() for name in ("gso", "test")]  # one object, 2 sets
+    with pytest.raises(ValueError, match="'green_ball' .* is already in the split"):
+        render.render_dataset(_cfg(tmp_path, sources=twice), progress=False)
+    assert not (tmp_path / "data" / data.MANIFEST_NAME).exists()

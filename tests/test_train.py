@@ -76,6 +76,13 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(setup, tmp_pat
     a, b = weights(straight.components), weights(resumed.components)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    finished = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False)  # nothing left to train
+    assert finished.resumed_from_step == 4 and len(finished.history) == 4
+    runs = {"the model": resumed, "the baseline": finished, "a fresh run": straight}
+    assert train.reuse_line("models/finetune", True, runs) == (  # the notebook's one line on what it reused
+        "Reused from `models/finetune/`: the VAE; the model (resumed at step 2 of 4); "
+        "the baseline (finished run, 4 steps).")  # fmt: skip
+    assert train.reuse_line("models/finetune", False, {"a fresh run": straight}).startswith("Reused: nothing")
 
 
 def test_a_checkpoint_with_other_settings_starts_afresh(setup, tmp_path, caplog):

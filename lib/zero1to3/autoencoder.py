@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from jaxtyping import Float, UInt8
 from torch import Tensor
-from tqdm import tqdm
 
 from zero1to3 import checkpoints, data, fingerprint
 from zero1to3 import metrics as zmetrics
+from zero1to3 import progress as zprogress
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def fit_vae(
     optimizer = torch.optim.AdamW(vae.parameters(), lr=learning_rate)
     num_objects, num_views = views.rgba.shape[:2]
     history = []
-    for step in tqdm(range(steps), desc="vae", unit="step", disable=not progress, mininterval=5):
+    for step in zprogress.bar(range(steps), desc="vae", unit="step", disable=not progress, mininterval=5):
         tick = time.perf_counter()
         obj = torch.randint(num_objects, (batch_size,), generator=generator)
         view = torch.randint(num_views, (batch_size,), generator=generator)

@@ -1,7 +1,10 @@
-"""Command line: `python -m zero1to3 run <stage>` runs a stage's notebook; `sample` and `reconstruct` serve users.
+"""Command line: `python -m zero1to3 run <stage>` runs a stage's notebook; `render`, `sample` and `reconstruct`
+serve users.
 
 `run` is the only reader of `params.yaml` (the stage entry point, as `main()` in
 iterative/example-get-started); every library function takes explicit arguments or a config.
+`render --shard K/N` renders one shard of stage 01's object list (a cluster job array) and `render --merge N`
+joins the shards' manifests; then `run render` (or `dvc repro`) reuses every rendered object.
 `sample IMAGE ...` generates the view of one image from a relative camera with `pipeline.Zero123Pipeline`;
 `reconstruct IMAGE --out DIR` turns it into a coloured mesh by stage 04's SJC (`single_image.reconstruct_image`),
 with stage 04's settings read from the params file. Imports of torch and the model code are inside these commands'
@@ -11,8 +14,11 @@ functions: `run` only starts a kernel, and loading torch first would add seconds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,8 @@ STAGES = {
 }
 GIF_FRAME_MS = 200  # `sample --azimuth-sweep`: a 12-view turntable loops in 2.4 s, slow enough to follow
 KERNEL_NAME = "zero1to3"  # registered by the set-up (`make setup`), with HF_HUB_OFFLINE=1 in its environment
+MANIFEST_NAME = "manifest.json"  # `data.MANIFEST_NAME`, which `run` cannot import: data.py loads torch
+SAMPLES_DIR = "samples"  # `outputs.samples_path`: stage 03 writes `<data_dir>/samples/<set>.npz`
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +90,10 @@ def run_stage(
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
     parameters = read_params(params_path, stage)  # checked before anything starts or is written
+    root = files.find_project_root()
+    check_sets(stage, parameters, root)
     if KERNEL_NAME not in KernelSpecManager().find_kernel_specs():
         raise RuntimeError(f"Jupyter kernel {KERNEL_NAME!r} is not installed; run `make setup` first")
-    root = files.find_project_root()
     source = root / "notebooks" / STAGES[stage]
     results_dir = root / parameters.get("results_dir", "results")
     output = Path(output_notebook) if output_notebook else results_dir / "notebooks" / STAGES[stage]
@@ -94,6 +103,41 @@ def run_stage(
     if Path(params_path).resolve() != (root / "params.yaml").resolve():
         mark_profile(output, Path(params_path))
     return output
+
+
+def check_sets(stage: str, group: dict[str, Any], root: Path) -> None:
+    """Check that the held-out sets a stage names exist, before its notebook starts.
+
+    `sample.sets` and the keys of `sjc.objects_per_set` must be sets of stage 01's manifest (`val`, `test`,
+    `zero_shot`, or a named evaluation set from `render.sources`); `evaluate.sets` must have been sampled by stage 03.
+    Paths are relative to `root`, where the stages run.
+
+    Raises:
+        FileNotFoundError: the manifest does not exist (stage 01 has not run).
+        config.ParamsError: a set the manifest (or stage 03's samples) lacks, naming it and the sets there are.
+    """
+    if stage in ("sample", "sjc"):
+        names = group["sets"] if stage == "sample" else list(group["objects_per_set"])
+        key = "sets" if stage == "sample" else "objects_per_set"
+        manifest = Path(group["data_dir"]) / MANIFEST_NAME
+        if not (root / manifest).is_file():
+            raise FileNotFoundError(f"no dataset manifest at {manifest}; run stage 01 first (`dvc repro render`)")
+        have = [name for name in json.loads((root / manifest).read_text())["split"] if name != "train"]
+        unknown = [name for name in names if name not in have]
+        if unknown:
+            raise config.ParamsError(
+                f"{stage}.{key}: {', '.join(map(repr, unknown))} not in {manifest}, whose held-out sets are "
+                f"{', '.join(have)} (a named set comes from `render.sources`; rerun stage 01 after adding it)"
+            )
+    elif stage == "evaluate":
+        samples = Path(group["data_dir"]) / SAMPLES_DIR
+        have = sorted(p.stem for p in (root / samples).glob("*.npz"))
+        unknown = [name for name in group["sets"] if name not in have]
+        if unknown:
+            raise config.ParamsError(
+                f"evaluate.sets: {', '.join(map(repr, unknown))} not sampled: {samples} holds "
+                f"{', '.join(have) or 'no samples'} (add the set to `sample.sets` and run stage 03)"
+            )
 
 
 def mark_profile(notebook: str | Path, params_path: Path) -> None:
@@ -115,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("stage", choices=list(STAGES))
     run.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     run.add_argument("--output-notebook", default=None, help="where the executed notebook goes")
+    render = sub.add_parser("render", help="render one shard of stage 01's objects, or merge the shards' manifests")
+    add_render_arguments(render)
     sample = sub.add_parser("sample", help="generate novel views of one image (see `sample --help`)")
     reconstruct = sub.add_parser("reconstruct", help="one image to a coloured 3D mesh (see `reconstruct --help`)")
     argv = sys.argv[1:] if argv is None else argv
@@ -131,10 +177,76 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         logger.info("executed notebook written to %s", out)
+    elif args.command == "render":
+        return render_command(args)
     elif args.command == "sample":
         return sample_command(args)
     elif args.command == "reconstruct":
         return reconstruct_command(args)
+    return 0
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `python -m zero1to3 render`."""
+    parser.description = (
+        "Render stage 01's objects on many machines: job K of N renders shard K/N into the same data folder and "
+        "writes manifest.shard-K-of-N.json; a last step merges the N shard manifests into the manifest an unsharded "
+        "run writes. Then `python -m zero1to3 run render` (or dvc repro) reuses every object and makes the figures."
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file whose `render` group is used")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--shard", metavar="K/N", help="render shard K of N, 1 <= K <= N (e.g. $SLURM_ARRAY_TASK_ID/N)")
+    what.add_argument("--merge", metavar="N", help="merge the N shard manifests (every job done) into the manifest")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` (1-based, as a job array counts) to `(index, count)` = `(K - 1, N)` for `render.render_dataset`.
+
+    Raises:
+        ValueError: not two integers `K/N`, or K outside 1..N.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"--shard must be K/N, two whole numbers such as 3/16, got {text!r}")
+    k, n = int(match[1]), int(match[2])
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 <= K <= N, got K={k}, N={n}")
+    return k - 1, n
+
+
+def parse_count(text: str) -> int:
+    """`--merge N`: the number of shards, a whole number >= 1."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) < 1:
+        raise ValueError(f"--merge N needs the number of shards, a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def render_command(args: argparse.Namespace) -> int:
+    """Run `render --shard` or `render --merge`; a user error is one line on stderr and exit 2.
+
+    Paths in the params file (`data_dir`, `render.sources`) are relative to the repository root, as in `run`.
+    """
+    from zero1to3 import render  # numpy, trimesh: only this command needs them
+
+    try:
+        shard = parse_shard(args.shard) if args.shard is not None else None
+        count = parse_count(args.merge) if args.merge is not None else None
+        cfg = config.RenderConfig.from_dict(read_params(args.params, "render"))
+        with contextlib.chdir(files.find_project_root()):
+            if shard is None:
+                merged = render.merge_manifests(cfg.data_dir, count)
+                logger.info("merged %d shard manifests into %s; now `python -m zero1to3 run render`", count, merged)
+                return 0
+            summary = render.render_dataset(cfg, shard=shard)
+    except (OSError, ValueError) as err:
+        print(f"zero1to3 render: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except render.RenderError as err:  # every object of the shard failed, or the environment (disk, a worker)
+        print(f"zero1to3 render: {err}", file=sys.stderr)
+        return 1
+    done = [r for r in summary.results if r.status != "failed"]
+    logger.info("shard %d/%d: %d objects (%d views rendered now), %d failed; wrote %s", shard[0] + 1, shard[1],
+                len(done), summary.views_rendered, len(summary.failed), summary.manifest_path)  # fmt: skip
     return 0
 
 

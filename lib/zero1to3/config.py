@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 import pydantic.dataclasses
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 _C = TypeVar("_C", bound="_FromDict")
 _STRICT = ConfigDict(extra="forbid", strict=True)  # unknown keys and wrong types are errors, nothing is coerced
@@ -28,6 +28,9 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 PolarDeg = Annotated[float, Field(ge=0, le=180)]
+SetName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+"""A split or evaluation set (`train`, `test`, `zero_shot`, `gso`, ...): lowercase letters, digits and `_`, as it
+becomes part of metric keys (`<set>/<method>/...`)."""
 
 
 class ParamsError(ValueError):
@@ -57,8 +60,38 @@ class _FromDict:
             raise ParamsError(format_errors(err, where)) from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields (JSON-serialisable)."""
-        return dataclasses.asdict(self)
+        """Plain dict of the fields (JSON-serialisable; entries such as `RenderConfig.sources` become dicts)."""
+        return {k: _plain(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump()
+    return [_plain(v) for v in value] if isinstance(value, list) else value
+
+
+class ObjectSourceEntry(pydantic.BaseModel):
+    """One entry of `render.sources`: a folder (or list file) of meshes feeding one split or evaluation set.
+
+    Read by `render.config_sources` with `objects.folder_sources`; relative paths are relative to the repository
+    root (where the stages run). Only `color_rgba` may be left out.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    path: str
+    """A folder of meshes, or a text file listing mesh paths (one a line, relative to the file; `#` comments)."""
+    glob: str
+    """The folder's meshes, e.g. `*.glb` (Objaverse) or `*/meshes/model.obj` (Google Scanned Objects); "" for a
+    list file (its lines name the meshes)."""
+    up_axis: Literal["Y", "Z"]
+    """The files' up axis: `Z` is kept, `Y` (glTF's convention) is turned to Z."""
+    prefix: Annotated[str, Field(pattern=r"^[a-z0-9_]*$")]
+    """Put before every object id (e.g. `gso_`) so that two sources cannot clash; "" for none."""
+    split: SetName
+    """`train`, `val`, `test`, `zero_shot`, or a named evaluation set of its own (e.g. `gso`)."""
+    color_rgba: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=4, max_length=4)] | None = None
+    """A flat colour for untextured meshes (e.g. STL); left out or null keeps textures and vertex colours."""
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=_STRICT)
@@ -75,6 +108,9 @@ class RenderConfig(_FromDict):
     """Procedural objects in the test split (held out)."""
     zero_shot: list[str]
     """Named everyday objects rendered for zero-shot evaluation (keys of `objects.ZERO_SHOT_OBJECTS`)."""
+    sources: list[ObjectSourceEntry]
+    """Your own objects: folders or list files of meshes, each feeding a split or a named evaluation set
+    (`ObjectSourceEntry`); [] renders the built-in objects only."""
     num_views: PositiveInt
     """Views rendered per object (the paper renders 12)."""
     resolution_px: Annotated[int, Field(ge=8)]
@@ -336,7 +372,15 @@ class SamplerParams(_Group):
     eta: Annotated[float, Field(ge=0, le=1)]
 
 
-HeldOutSet = Literal["val", "test", "zero_shot"]
+def _held_out(name: str) -> str:
+    if name == "train":
+        raise ValueError("`train` is not held out: name `val`, `test`, `zero_shot` or an evaluation set of yours")
+    return name
+
+
+HeldOutSet = Annotated[SetName, AfterValidator(_held_out)]
+"""A held-out set of the manifest: `val`, `test`, `zero_shot`, or a named evaluation set from `render.sources`.
+Whether the manifest has it is checked when the stage runs (`cli.check_sets`), not here."""
 
 
 class SampleParams(_Group):
@@ -347,7 +391,7 @@ class SampleParams(_Group):
     models_dir: str
     """Stage 02's model (`pose/model`) and no-pose baseline (`no_pose/model`)."""
     sets: Annotated[list[HeldOutSet], Field(min_length=1)]
-    """Held-out sets to sample."""
+    """Held-out sets to sample: `val`, `test`, `zero_shot` or a named evaluation set of the manifest."""
     input_view: NonNegativeInt
     """The view each object is seen from."""
     num_targets: PositiveInt
@@ -377,10 +421,9 @@ class SJCParams(_Group):
     """Seeds every reconstruction (the same for SJC and SJC-I)."""
     models_dir: str
     """Stage 02's model (the SJC prior) and no-pose baseline (the SJC-I prior)."""
-    num_zero_shot_objects: NonNegativeInt
-    """Reconstruct the first this many zero-shot objects (of the manifest's list) ..."""
-    num_test_objects: NonNegativeInt
-    """... and the first this many test objects."""
+    objects_per_set: Annotated[dict[HeldOutSet, NonNegativeInt], Field(min_length=1)]
+    """Reconstruct the first this many objects (in the manifest's order) of each held-out set, e.g.
+    `{zero_shot: 7, test: 8}`."""
     input_view: NonNegativeInt
     """The one view each object is reconstructed from (stage 03's too)."""
     config: dict[str, Any]
@@ -401,7 +444,7 @@ class EvaluateParams(_Group):
     seed: int
     """Seeds the bootstrap resampling and the Chamfer surface samples."""
     sets: Annotated[list[HeldOutSet], Field(min_length=1)]
-    """Stage 03's held-out sets."""
+    """Held-out sets to score, each sampled by stage 03 (`sample.sets`), side by side in every table."""
     reference: str
     """The method every other is compared with, paired per object."""
     metrics: Annotated[list[Literal["psnr", "fg_psnr", "ssim", "silhouette_iou", "lpips", "st_lpips"]],

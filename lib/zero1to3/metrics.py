@@ -328,7 +328,7 @@ def build_lpips(
 
 # The AlexNet trunks of LPIPS and ST-LPIPS stride and pool their input five times; below about 24 px a feature map
 # is smaller than a pooling window or blur padding and the network fails. Smaller images (the test suite's 16 px
-# renders) are upsampled to this size first.
+# renders) are upsampled to this size first, by pixel repetition: no new colours, the same share of each.
 PERCEPTUAL_MIN_SIZE = 32
 
 
@@ -340,7 +340,7 @@ def _perceptual_distances(
     pred_t = torch.from_numpy(pred).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
     target_t = torch.from_numpy(target).permute(0, 3, 1, 2).float()
     if min(pred_t.shape[-2:]) < PERCEPTUAL_MIN_SIZE:  # test-size renders only: the study's are 64 px and up
-        pred_t, target_t = (F.interpolate(x, size=PERCEPTUAL_MIN_SIZE, mode="bilinear", align_corners=False)
+        pred_t, target_t = (F.interpolate(x, size=PERCEPTUAL_MIN_SIZE, mode="nearest-exact")
                             for x in (pred_t, target_t))  # fmt: skip
     with torch.no_grad():
         return net(pred_t, target_t, normalize=True)

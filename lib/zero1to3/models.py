@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from zero1to3 import progress
 from zero1to3.conditioning import POSE_DIM, CCProjection
 from zero1to3.config import TinyModelSizes  # noqa: F401  (the sizes' config; `models.TinyModelSizes` for callers)
 from zero1to3.files import atomic_folder, write_json_atomic
@@ -234,7 +235,8 @@ class Zero123Components:
         """Write every component into the (new, empty) `folder`."""
         self.unet.save_pretrained(folder / "unet")
         self.vae.save_pretrained(folder / "vae")
-        self.image_encoder.save_pretrained(folder / "image_encoder")
+        with progress.library_bars():  # text under papermill, not a frozen widget
+            self.image_encoder.save_pretrained(folder / "image_encoder")
         self.feature_extractor.save_pretrained(folder / "feature_extractor")
         self.scheduler.save_pretrained(folder / "scheduler")
         cc_dir = folder / "cc_projection"
@@ -555,7 +557,8 @@ def _load_checked(
     """
     config = subfolder / "config.json"
     try:
-        model, info = cls.from_pretrained(subfolder, local_files_only=True, output_loading_info=True, **kwargs)
+        with progress.library_bars():  # text under papermill, not a frozen widget
+            model, info = cls.from_pretrained(subfolder, local_files_only=True, output_loading_info=True, **kwargs)
     except (ValueError, RuntimeError, OSError, SafetensorError) as err:  # diffusers raises on a mis-shaped tensor
         raise ValueError(f"cannot load {weights} with {config}: {_first_sentence(err)}") from err
     problems = []

@@ -31,9 +31,9 @@ import torch
 from jaxtyping import Float, UInt8
 from PIL import Image
 from torch import Tensor
-from tqdm import tqdm
 
 from zero1to3 import cameras, data, inputs, models, objects, outputs, sample
+from zero1to3 import progress as zprogress
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ def generate_views(
     components.eval()
     num_targets = target_centers.shape[1]
     out = np.zeros((n, num_targets, size, size, 3), np.uint8)
-    for i, object_id in enumerate(tqdm(object_ids, desc="objects", disable=not progress)):
+    for i, object_id in enumerate(zprogress.bar(object_ids, desc="objects", disable=not progress)):
         poses = cameras.relative_pose(np.broadcast_to(input_centers[i], target_centers[i].shape), target_centers[i])
         poses = np.roll(poses, pose_shift, axis=0)  # (T, 4); pose_shift=0 leaves it as is
         images = data.to_model_images(input_rgba[i])[None].expand(num_targets, -1, -1, -1)  # (T, 3, S, S)

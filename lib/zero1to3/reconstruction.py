@@ -17,16 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 from jaxtyping import Float, UInt8
-from tqdm import tqdm
 
 from zero1to3 import data, figures, files, models, outputs, sjc, voxel
 from zero1to3 import metrics as zmetrics
+from zero1to3 import progress as zprogress
 from zero1to3.config import SJCConfig
 
 logger = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-"""What `reconstruct_object` writes beside a mesh: settings, identity, seconds, history, mesh_error."""
+"""What `reconstruct_object` writes beside a mesh: settings, identity, seconds, history, mesh_error. The record it
+returns also says how much of it this call took over from an earlier run (`resumed_from`, never written): the
+iterations of a finished reconstruction reused whole, a checkpoint's iteration, or 0."""
 
 
 def reconstruct_object(
@@ -37,7 +39,8 @@ def reconstruct_object(
 
     A finished reconstruction is reused only if its record has the same `settings` and the same run identity
     (`sjc.run_identity`: the prior model's fingerprint, the input view, seed, method and config); any change,
-    a retrained model included, reconstructs afresh. The field is checkpointed under `<mesh>.checkpoints/`
+    a retrained model included, reconstructs afresh. The returned record's `resumed_from` says what was reused
+    (`Record`). The field is checkpointed under `<mesh>.checkpoints/`
     while it trains (a killed run resumes there) and the checkpoints are removed once the mesh and record are
     written. A field without a surface is recorded with its error (stage 05 counts it as a failure) rather
     than raised.
@@ -48,7 +51,7 @@ def reconstruct_object(
     if record_file.is_file() and field_file.is_file():
         record = outputs.load_run_record(record_file)
         if record.get("settings") == settings and record.get("identity") == identity:
-            return record
+            return record | {"resumed_from": len(record["history"])}
         logger.info("%s was made from other inputs or settings: reconstructing afresh", record_file)
     checkpoints = mesh_file.with_suffix(".checkpoints")
     result = sjc.reconstruct(
@@ -68,7 +71,7 @@ def reconstruct_object(
               "mesh_error": error}  # fmt: skip
     outputs.save_run_record(record_file, record)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    return record
+    return record | {"resumed_from": result.resumed_from}
 
 
 def reconstruct_objects(
@@ -85,7 +88,7 @@ def reconstruct_objects(
         raise ValueError(f"unknown reconstruction methods {sorted(unknown)}; methods: {list(outputs.SJC_METHODS)}")
     settings = {"config": cfg.to_dict(), "seed": seed, "input_view": input_view}
     records: dict[str, dict[str, Record]] = {method: {} for method in priors}
-    for oid in tqdm(object_ids, desc="objects", unit="object"):
+    for oid in zprogress.bar(object_ids, desc="objects", unit="object"):
         views = data.load_object(data_dir, oid)
         for method, prior in priors.items():
             records[method][oid] = reconstruct_object(
@@ -196,3 +199,15 @@ def summary_lines(records: dict[str, dict[str, Record]]) -> str:
         lines.append(f"- {method}: {np.mean(seconds):.0f} s per object (max {np.max(seconds):.0f} s), "
                      f"{empty} without a surface")  # fmt: skip
     return "\n".join(lines)
+
+
+def reuse_line(records: dict[str, dict[str, Record]], sjc_dir: str | Path) -> str:
+    """`progress.reuse_line` of `reconstruct_objects`' records: finished reconstructions reused whole, and runs
+    continued from a checkpoint, per method."""
+    parts = []
+    for method, recs in records.items():
+        finished = sum(0 < r["resumed_from"] == len(r["history"]) for r in recs.values())
+        resumed = sum(0 < r["resumed_from"] < len(r["history"]) for r in recs.values())
+        counts = [f"{finished} finished"] * bool(finished) + [f"{resumed} checkpointed"] * bool(resumed)
+        parts += [f"{' and '.join(counts)} of {len(recs)} {method} objects"] if counts else []
+    return zprogress.reuse_line(parts, f"`{Path(sjc_dir).as_posix()}/`")

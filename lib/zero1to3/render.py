@@ -19,9 +19,10 @@ folder, if any, is renamed aside to `<object_id>.replaced/` first and removed af
 leaves no half-written object under its final name, and an object is only replaced by a render that
 succeeded. A rerun skips finished objects whose settings match and redoes the rest.
 
-Sharding (a cluster's job array over a large object list): job K of N renders `objects.shard` K-1 of the
-object list into the same `renders/` and writes `manifest.shard-K-of-N.json` instead of the manifest;
-`merge_manifests` then writes the manifest the unsharded run would have written, and removes the shard files.
+Sharding (a cluster's job array over a large object list): job K of N (`python -m zero1to3 render --shard K/N`)
+renders `objects.shard` K-1 of the object list into the same `renders/` and writes `manifest.shard-K-of-N.json`
+instead of the manifest; `merge_manifests` (`render --merge N`) then writes the manifest the unsharded run would
+have written, and removes the shard files.
 
 Blender runs in worker processes, never in the caller (a notebook kernel stays free of Blender's
 global state); a worker dies with the process that started it. An error about an object's mesh
@@ -51,10 +52,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm  # text bar: readable in papermill logs and executed notebooks
 
 from zero1to3 import cameras, files, objects
-from zero1to3.config import RenderConfig
+from zero1to3 import progress as zprogress
+from zero1to3.config import ObjectSourceEntry, RenderConfig
 from zero1to3.data import MANIFEST_NAME, RENDERS_DIR
 
 logger = logging.getLogger(__name__)
@@ -140,20 +141,49 @@ def render_dataset(
     extra_sources: dict[str, list[objects.ObjectSource]] | None = None,
     shard: tuple[int, int] | None = None,
 ) -> RenderSummary:
-    """Render every object of the split given by `cfg`, plus `extra_sources`, and write the manifest.
+    """Render every object of the split given by `cfg` (its `sources` included), plus `extra_sources`; write the
+    manifest.
 
     Args:
-        extra_sources: Set name -> objects (`objects.folder_sources`): appended to `train`/`val`/`test`, or a
-            named evaluation set of its own (`objects.add_sources`).
+        extra_sources: Set name -> objects (`objects.folder_sources`), after those of `cfg.sources`: appended to
+            `train`/`val`/`test`, or a named evaluation set of its own (`objects.add_sources`).
         shard: `(index, count)`: render only `objects.shard(index, count)` of the object list and write a shard
             manifest (`merge_manifests` joins them).
     """
     split = objects.make_split(cfg.num_train, cfg.num_val, cfg.num_test, list(cfg.zero_shot), cfg.seed)
-    extra_sources = extra_sources or {}
-    split = objects.add_sources(split, extra_sources)
-    by_id = {s.object_id: s for group in extra_sources.values() for s in group}
+    extra = config_sources(cfg.sources)
+    for name, group in (extra_sources or {}).items():
+        extra.setdefault(name, []).extend(group)
+    split = objects.add_sources(split, extra)
+    by_id = {s.object_id: s for group in extra.values() for s in group}
     sources = [by_id[oid] if oid in by_id else objects.source_for(oid) for ids in split.values() for oid in ids]
     return render_objects(sources, split, cfg, progress=progress, shard=shard)
+
+
+def config_sources(entries: list[ObjectSourceEntry]) -> dict[str, list[objects.ObjectSource]]:
+    """`render.sources` as `objects.add_sources` takes them: set name -> its objects, in the entries' order.
+
+    Every folder and list file is listed (and checked, `objects.folder_sources`) before anything renders.
+
+    Raises:
+        ValueError: a list file with a `glob` (its lines name the meshes), or a folder without one; or any error of
+            `objects.folder_sources` (an empty folder, an unsupported format, clashing ids), naming the entry.
+        FileNotFoundError: a path that is neither a folder nor a file, or a listed mesh that does not exist.
+    """
+    extra: dict[str, list[objects.ObjectSource]] = {}
+    for i, entry in enumerate(entries):
+        where, path = f"render.sources[{i}] ({entry.path})", Path(entry.path)
+        if path.is_file() and entry.glob:
+            raise ValueError(f"{where}: a list file names its meshes itself, so `glob` must be '', got {entry.glob!r}")
+        if path.is_dir() and not entry.glob:
+            raise ValueError(f"{where}: a folder needs a `glob` of its meshes, e.g. '*.glb' or '*/meshes/model.obj'")
+        color = None if entry.color_rgba is None else tuple(entry.color_rgba)
+        try:
+            found = objects.folder_sources(path, entry.glob, entry.up_axis, color, entry.prefix)
+        except (ValueError, FileNotFoundError) as err:
+            raise type(err)(f"{where}: {err}") from err
+        extra.setdefault(entry.split, []).extend(found)
+    return extra
 
 
 def shard_manifest_name(index: int, count: int) -> str:
@@ -281,7 +311,8 @@ def _render_all(
         initargs=(cfg, threads, os.getpid()),
     ) as pool:
         jobs: dict[Future, objects.ObjectSource] = {pool.submit(_render_one_safe, (s, str(renders))): s for s in todo}
-        bar = tqdm(as_completed(jobs), total=len(jobs), desc="render", unit="obj", mininterval=10, disable=not progress)
+        bar = zprogress.bar(as_completed(jobs), total=len(jobs), desc="render", unit="obj", mininterval=10,
+                            disable=not progress)  # fmt: skip
         for job in bar:
             try:
                 result = job.result()

@@ -16,9 +16,9 @@ import dataclasses
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm import tqdm
 
 from zero1to3 import conditioning, models
+from zero1to3 import progress as zprogress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ def sample_novel_views(
     latents = torch.randn(concat.shape, generator=generator).to(device) * scheduler.init_noise_sigma
 
     # 5. Denoising loop with classifier-free guidance (both branches in one UNet call; scale 1: conditional only)
-    for t in tqdm(scheduler.timesteps, desc="ddim", disable=not progress, leave=False):
+    for t in zprogress.bar(scheduler.timesteps, desc="ddim", disable=not progress, leave=False):
         model_in = scheduler.scale_model_input(latents, t)
         out = conditioning.guided_prediction(components.unet, model_in, t, cond, guidance_scale)
         latents = scheduler.step(out, t, latents, eta=eta, generator=generator).prev_sample

@@ -51,9 +51,9 @@ import torch.nn.functional as F
 import trimesh
 from jaxtyping import Float, UInt8
 from torch import Tensor
-from tqdm import tqdm
 
 from zero1to3 import cameras, checkpoints, data, files, fingerprint, guidance, models, raymarch, voxel
+from zero1to3 import progress as zprogress
 from zero1to3.config import SJCConfig  # noqa: F401  (stage 04's config; `sjc.SJCConfig` for notebooks)
 
 logger = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def reconstruct(
         # 5. The loop
         weights = {f"loss_{f.name[len('lambda_') :]}": getattr(cfg, f.name)
                    for f in dataclasses.fields(cfg) if f.name.startswith("lambda_")}  # fmt: skip
-        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="sjc", unit="it",
+        bar = zprogress.bar(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="sjc", unit="it",
                    disable=not progress, mininterval=2)  # fmt: skip
         for i in bar:
             step_tick = time.perf_counter()

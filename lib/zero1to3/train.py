@@ -39,9 +39,9 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch import Tensor
-from tqdm import tqdm
 
 from zero1to3 import checkpoints, conditioning, data, files, fingerprint, models, sample
+from zero1to3 import progress as zprogress
 from zero1to3.autoencoder import LatentTable
 from zero1to3.config import FinetuneConfig, TinyModelSizes
 
@@ -223,7 +223,7 @@ def fit(
         if callback_state is not None and hasattr(on_checkpoint, "load_state_dict"):
             on_checkpoint.load_state_dict(callback_state)  # e.g. the previews drawn before the kill
 
-    bar = tqdm(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
+    bar = zprogress.bar(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
                unit="step", disable=not progress or not accelerator.is_local_main_process, mininterval=5)  # fmt: skip
     for step in bar:
         tick = time.perf_counter()
@@ -329,6 +329,19 @@ def _load_callback_state(out_dir: Path, step: int) -> dict[str, Any] | None:
 def run_seconds(history: list[dict[str, float]]) -> float:
     """Wall time of a whole run from its history (steps, checkpoints and callbacks; a resumed run included)."""
     return float(sum(row["seconds"] for row in history))
+
+
+def reuse_line(models_dir: str | Path, vae_reused: bool, runs: dict[str, FitResult]) -> str:
+    """`progress.reuse_line` of the stage: the cached VAE (`autoencoder.fit_vae_cached`) and each `fit` run
+    (`{name: result}`) that continued from a checkpoint, finished or not."""
+    parts = ["the VAE"] if vae_reused else []
+    for name, run in runs.items():
+        steps = len(run.history)  # every step of the run, the resumed ones included
+        if run.resumed_from_step == steps > 0:
+            parts.append(f"{name} (finished run, {steps} steps)")
+        elif run.resumed_from_step:
+            parts.append(f"{name} (resumed at step {run.resumed_from_step} of {steps})")
+    return zprogress.reuse_line(parts, f"`{Path(models_dir).as_posix()}/`")
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
