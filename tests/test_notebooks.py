@@ -104,6 +104,7 @@ def _check_sample(root: Path, executed: Path) -> None:
                  "variations.png"):  # fmt: skip
         assert (root / "results" / "sample" / name).stat().st_size > 0, name
     assert (root / "data" / "samples" / "zero_shot.npz").is_file()
+    assert "application/vnd.jupyter.widget" not in executed.read_text(), "the camera sliders made widgets in papermill"
 
 
 def _check_sjc(root: Path, executed: Path) -> None:

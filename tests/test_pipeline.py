@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import disc_rgba
-from zero1to3 import cameras, inputs, models, pipeline, sample
+from zero1to3 import cameras, inputs, models, outputs, pipeline, sample
 
 torch.set_num_threads(1)
 
@@ -222,3 +222,17 @@ def test_generate_views_checks_counts_and_size(pipe):
         generate(pipe.components, rgba, inp, tgt, ["a", "b"])
     with pytest.raises(ValueError, match="must be 32x32"):
         generate(pipe.components, np.zeros((3, 16, 16, 4), np.uint8), inp, tgt, ["a", "b", "c"])
+
+
+def test_camera_sliders_outside_a_frontend_draw_once_and_make_no_widget(pipe, monkeypatch, capsys) -> None:
+    import matplotlib.pyplot as plt
+
+    rgba = np.zeros((2, 32, 32, 4), np.uint8)
+    rgba[:, 8:24, 8:24] = [200, 40, 40, 255]
+    views = outputs.HeldOutViews(
+        ["a", "b"], 0, np.array([1]), rgba, rgba[:, None], np.zeros((2, 3)), np.zeros((2, 1, 3))
+    )
+    drawn = []
+    monkeypatch.setattr(plt, "show", lambda: drawn.append(plt.gcf()))
+    assert pipeline.camera_sliders(pipe, views, STEPS, 3.0, 1.0, seed=0) is None  # papermill's case: no widget
+    assert len(drawn) == 1 and "JupyterLab" in capsys.readouterr().out

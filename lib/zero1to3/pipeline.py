@@ -370,8 +370,13 @@ def sampler_sweep_row(
 def camera_sliders(
     pipe: Zero123Pipeline, views: outputs.HeldOutViews, num_steps: int, guidance_scale: float, eta: float, seed: int
 ) -> Any:
-    """Sliders for polar, azimuth and radius offsets that redraw the view (Jupyter; under papermill: one draw)."""
-    import ipywidgets as widgets  # Jupyter only: the pipeline itself never needs a widget toolkit
+    """Sliders for polar, azimuth and radius offsets that redraw the view, in a Jupyter frontend.
+
+    Elsewhere (papermill, nbconvert: `progress.widget_frontend` is False) no widget is made, since nothing could
+    move it: the view at the sliders' start (first object, no offset) is drawn once, with a line saying where the
+    sliders work. Widgets under papermill only add their state to the executed notebook, and their comm traffic
+    once left a run waiting on a kernel that had gone idle.
+    """
     import matplotlib.pyplot as plt
 
     def draw(obj: str, polar: float, azimuth: float, radius: float) -> None:
@@ -386,6 +391,12 @@ def camera_sliders(
             ax.set_title(title, fontsize=8)
             ax.axis("off")
         plt.show()
+
+    if not zprogress.widget_frontend():
+        print("The camera sliders appear when this notebook runs in JupyterLab (`make lab`); the view at no offset:")
+        draw(views.object_ids[0], 0.0, 0.0, 0.0)
+        return None
+    import ipywidgets as widgets  # Jupyter only: the pipeline itself never needs a widget toolkit
 
     limit = round(pipe.radius_offset_limit, 2)
     return widgets.interact(draw, obj=views.object_ids, polar=(-90.0, 90.0, 5.0), azimuth=(-180.0, 180.0, 10.0),
