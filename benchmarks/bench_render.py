@@ -24,11 +24,11 @@ from zero1to3.config import RenderConfig
 BAR_MS_AT_64 = 80.0
 
 
-def measure(sources, base: RenderConfig, **overrides) -> dict[str, float]:
+def measure(sources, base: RenderConfig, num_workers: int = 1, **overrides) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = dataclasses.replace(base, data_dir=tmp, **overrides)
         split = {"train": [s.object_id for s in sources], "val": [], "test": [], "zero_shot": []}
-        summary = render.render_objects(sources, split, cfg, progress=False)
+        summary = render.render_objects(sources, split, cfg, progress=False, num_workers=num_workers)
     if summary.failed:
         raise RuntimeError(f"benchmark objects failed to render: {summary.failed}")
     per_object = sum(r.seconds for r in summary.results)
@@ -59,7 +59,6 @@ def main() -> None:
         radius_max=2.2,
         polar_min_deg=0.0,
         polar_max_deg=180.0,
-        num_workers=1,
         data_dir="",
         results_dir="",
     )  # fmt: skip  (the default study's render settings)

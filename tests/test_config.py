@@ -33,7 +33,7 @@ def test_missing_key_is_an_error(tiny_render_cfg):
         RenderConfig.from_dict(values)
 
 
-@pytest.mark.parametrize("field", ["num_views", "resolution_px", "samples_per_pixel", "num_workers"])
+@pytest.mark.parametrize("field", ["num_views", "resolution_px", "samples_per_pixel"])
 def test_nonsense_values_are_rejected(tiny_render_cfg, field):
     with pytest.raises(ValueError, match=field):
         RenderConfig.from_dict(tiny_render_cfg.to_dict() | {field: 0})

@@ -53,10 +53,7 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
     assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
-        # The parameters cell mirrors its params.yaml group one literal per line (its own test above), so it is as
-        # long as the group; every other cell stays within ~15 lines (CONVENTIONS.md 1).
-        if "parameters" not in cell.metadata.get("tags", []):
-            assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"
+        assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"  # the parameters cell too
         assert not re.search(r"^\s*(def|class) ", cell.source, re.M), "functions and classes belong in lib/"
 
 

@@ -44,7 +44,7 @@ def _cfg(tmp, **overrides):
     values = dict(
         seed=0, num_train=2, num_val=0, num_test=0, zero_shot=[], sources=[], num_views=2, resolution_px=16,
         samples_per_pixel=4, radius_min=1.5, radius_max=2.2, polar_min_deg=0.0, polar_max_deg=180.0,
-        num_workers=1, data_dir=str(tmp / "data"), results_dir=str(tmp / "res"),
+        data_dir=str(tmp / "data"), results_dir=str(tmp / "res"),
     )  # fmt: skip
     return RenderConfig(**(values | overrides))
 
@@ -364,7 +364,7 @@ def test_summary_metrics_and_table(rendered):
 # --- sharding and your own objects ----------------------------------------------------------------------------------
 
 
-def _fake_render_all(todo, renders, cfg, progress):
+def _fake_render_all(todo, renders, cfg, progress, num_workers):
     """Stands in for the Blender workers: `urdf_...` objects with an odd index fail as a broken mesh would."""
     return [render.ObjectResult(s.object_id, "failed", "MeshError: broken", 0.0, 0)
             if s.object_id.startswith("urdf_") and int(s.object_id[-1]) % 2 else

@@ -197,6 +197,7 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--shard", metavar="K/N", help="render shard K of N, 1 <= K <= N (e.g. $SLURM_ARRAY_TASK_ID/N)")
     what.add_argument("--merge", metavar="N", help="merge the N shard manifests (every job done) into the manifest")
+    parser.add_argument("--workers", type=int, default=1, help="Blender processes sharing the cores (images unchanged)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -237,7 +238,7 @@ def render_command(args: argparse.Namespace) -> int:
                 merged = render.merge_manifests(cfg.data_dir, count)
                 logger.info("merged %d shard manifests into %s; now `python -m zero1to3 run render`", count, merged)
                 return 0
-            summary = render.render_dataset(cfg, shard=shard)
+            summary = render.render_dataset(cfg, shard=shard, num_workers=args.workers)
     except (OSError, ValueError) as err:
         print(f"zero1to3 render: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

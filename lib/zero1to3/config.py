@@ -125,8 +125,6 @@ class RenderConfig(_FromDict):
     """Camera polar angles are kept in [polar_min_deg, polar_max_deg]; 0-180 is the paper's whole sphere."""
     polar_max_deg: PolarDeg
     """Upper end of the polar band, in degrees from +Z."""
-    num_workers: PositiveInt
-    """Render processes (each runs Blender); the CPU's cores are shared between them."""
     data_dir: str
     """Where renders (`renders/<object>/`) and the split manifest (`manifest.json`) go."""
     results_dir: str

@@ -66,7 +66,6 @@ def load_zero123_ckpt(
     norm_num_groups: int = 32,
     latent_size: int = 32,
     prediction_type: str = "epsilon",
-    trust_pickle: bool = False,
 ) -> Zero123Components:
     """Our components from an original zero123 `.ckpt` (spec 7.1 -> 7.2).
 
@@ -78,9 +77,9 @@ def load_zero123_ckpt(
         norm_num_groups: GroupNorm groups of the UNet and VAE (32 in SD).
         latent_size: UNet `sample_size` (32 for the paper's 256 px images).
         prediction_type: Parameterisation the checkpoint was trained with (the paper: epsilon).
-        trust_pickle: Unpickle anything the file holds, running its code (needs the classes it names installed,
-            e.g. `pytorch_lightning`); only for files you trust. False (default): `checkpoints.load_lightning`,
-            which reads tensors and containers and turns Lightning/omegaconf/`main` classes into inert placeholders.
+
+    The file is read by `checkpoints.load_lightning`: tensors and containers, with Lightning/omegaconf/`main`
+    classes as inert placeholders; nothing in it runs, and anything else it names is refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,13 +87,12 @@ def load_zero123_ckpt(
             f"expected the zero123 checkpoint at {path}; download e.g. 105000.ckpt and place it there"
         )
     try:
-        # mmap: a released .ckpt also holds optimizer states (GBs) that we never read into memory.
-        if trust_pickle:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        else:
-            ckpt = checkpoints.load_lightning(path)
+        ckpt = checkpoints.load_lightning(path)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{err}; if you trust the file, pass trust_pickle=True") from err
+        raise ValueError(
+            f"{err}. If you trust the file, load it where the classes it names are installed, save its weights "
+            "alone (torch.save({'state_dict': ...}, new_path)) and convert that file"
+        ) from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         found = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a Lightning checkpoint: expected a dict with 'state_dict', found {found}")

@@ -140,6 +140,7 @@ def render_dataset(
     progress: bool = True,
     extra_sources: dict[str, list[objects.ObjectSource]] | None = None,
     shard: tuple[int, int] | None = None,
+    num_workers: int = 1,
 ) -> RenderSummary:
     """Render every object of the split given by `cfg` (its `sources` included), plus `extra_sources`; write the
     manifest.
@@ -149,6 +150,7 @@ def render_dataset(
             `train`/`val`/`test`, or a named evaluation set of its own (`objects.add_sources`).
         shard: `(index, count)`: render only `objects.shard(index, count)` of the object list and write a shard
             manifest (`merge_manifests` joins them).
+        num_workers: Blender processes sharing the CPU's cores (`render_objects`).
     """
     split = objects.make_split(cfg.num_train, cfg.num_val, cfg.num_test, list(cfg.zero_shot), cfg.seed)
     extra = config_sources(cfg.sources)
@@ -157,7 +159,7 @@ def render_dataset(
     split = objects.add_sources(split, extra)
     by_id = {s.object_id: s for group in extra.values() for s in group}
     sources = [by_id[oid] if oid in by_id else objects.source_for(oid) for ids in split.values() for oid in ids]
-    return render_objects(sources, split, cfg, progress=progress, shard=shard)
+    return render_objects(sources, split, cfg, progress=progress, shard=shard, num_workers=num_workers)
 
 
 def config_sources(entries: list[ObjectSourceEntry]) -> dict[str, list[objects.ObjectSource]]:
@@ -197,6 +199,7 @@ def render_objects(
     cfg: RenderConfig,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    num_workers: int = 1,
 ) -> RenderSummary:
     """Render `sources` into `cfg.data_dir`, resuming finished objects, and write the manifest.
 
@@ -227,7 +230,7 @@ def render_objects(
         else:
             todo.append(source)
     if todo:
-        results += _render_all(todo, renders, cfg, progress)
+        results += _render_all(todo, renders, cfg, progress, num_workers)
     if results and all(r.status == "failed" for r in results):
         raise RenderError(_all_failed_message(results, renders))
 
@@ -296,16 +299,18 @@ def merge_manifests(data_dir: str | Path, count: int) -> Path:
 
 
 def _render_all(
-    todo: list[objects.ObjectSource], renders: Path, cfg: RenderConfig, progress: bool
+    todo: list[objects.ObjectSource], renders: Path, cfg: RenderConfig, progress: bool, num_workers: int
 ) -> list[ObjectResult]:
     """Render `todo` in worker processes; object errors come back as `failed` results, others stop the run."""
+    if num_workers < 1:
+        raise ValueError(f"`num_workers` must be >= 1, got {num_workers}")
     # Blender uses all threads it is given; split the cores between the worker processes.
-    threads = max(1, (os.cpu_count() or 1) // cfg.num_workers)
+    threads = max(1, (os.cpu_count() or 1) // num_workers)
     results = []
     # A fresh interpreter per worker (bpy must not be forked). Unlike multiprocessing.Pool, an
     # executor whose worker dies raises BrokenProcessPool instead of respawning it forever.
     with ProcessPoolExecutor(
-        min(cfg.num_workers, len(todo)),
+        min(num_workers, len(todo)),
         mp.get_context("spawn"),
         initializer=_init_worker,
         initargs=(cfg, threads, os.getpid()),
