@@ -12,13 +12,25 @@ on one GPU until a wall-clock deadline; each milestone is a JSON line, so whatev
     python benchmarks/recipe_sweep.py run --views .sweep/views.npz --out DIR --minutes 6   # on the GPU machine
     python benchmarks/recipe_sweep.py summarize DIR/milestones.jsonl --out results/finetune/recipe_sweep.json
 
-The VAE is trained once (params' settings) and shared, so every variant sees the same latents; the baseline of a
-variant (`*_nopose`) has the same recipe with the pose zeroed, as the study's.
+The VAE is trained once (params' settings, on the union of the run's training sets) and shared, so every variant
+sees the same latents; the baseline of a variant (`*_nopose`) has the same recipe with the pose zeroed, as the
+study's.
+
+Training objects are a lever too (issue 13): `pack --extra every=DIR` adds a second data folder's `train` and `test`
+splits as the sets `every_train` and `every_test` (e.g. the procedural everyday objects of
+`scripts/everyday_objects.py`, rendered by stage 01's code into DIR), and the `mix_*` and `every_*` variants train on
+them. `run --eval-sets test,every_test,zero_shot` scores every milestone on each named set (default: `test`).
+
+    python benchmarks/recipe_sweep.py everyday --count 460 --num-test 60 --out .sweep/every_data   # meshes, renders
+    python benchmarks/recipe_sweep.py pack --extra every=.sweep/every_data --out .sweep/views.npz
+    python benchmarks/recipe_sweep.py run --variants b32_pose,b32_nopose,mix_pose,mix_nopose \
+        --eval-sets test,every_test,zero_shot --out DIR --minutes 8
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -32,43 +44,97 @@ import numpy as np
 import torch
 import yaml
 
-from zero1to3 import autoencoder, cameras, data, evaluate, models, sample, train
-from zero1to3.config import FinetuneConfig, TinyModelSizes
+from zero1to3 import autoencoder, cameras, data, evaluate, models, objects, render, sample, train
+from zero1to3.config import FinetuneConfig, RenderConfig, TinyModelSizes
 
 MILESTONES = (500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000, 48000, 64000)
 INPUT_VIEW, NUM_TARGETS = 0, 6  # as stage 03 (params.yaml's sample group)
 SAMPLER = {"num_steps": 50, "guidance_scale": 3.0, "eta": 1.0}
 
-# name -> (changes to params' `training` group, changes to `tiny_model`)
-VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "b32_pose": ({}, {}),
-    "b32_nopose": ({"use_pose": False}, {}),
-    "b128_pose": ({"batch_size": 128}, {}),
-    "b128_nopose": ({"batch_size": 128, "use_pose": False}, {}),
-    "wide_b32_pose": ({}, {"unet_block_out_channels": [64, 128, 128]}),
+URDF, MIXED, EVERYDAY = ("train",), ("train", "every_train"), ("every_train",)
+# name -> (changes to params' `training` group, changes to `tiny_model`, the packed sets it trains on)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]] = {
+    "b32_pose": ({}, {}, URDF),
+    "b32_nopose": ({"use_pose": False}, {}, URDF),
+    "b128_pose": ({"batch_size": 128}, {}, URDF),
+    "b128_nopose": ({"batch_size": 128, "use_pose": False}, {}, URDF),
+    "wide_b32_pose": ({}, {"unet_block_out_channels": [64, 128, 128]}, URDF),
+    "mix_pose": ({}, {}, MIXED),  # the random URDF shapes and the everyday objects
+    "mix_nopose": ({"use_pose": False}, {}, MIXED),
+    "every_pose": ({}, {}, EVERYDAY),
+    "every_nopose": ({"use_pose": False}, {}, EVERYDAY),
 }
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def _params() -> dict[str, Any]:
-    return yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["finetune"]
+    return yaml.safe_load((REPO / "params.yaml").read_text())["finetune"]
 
 
-def pack(data_dir: str, out: str) -> None:
-    """Train and test renders in one compressed file (the GPU machine has no Blender and no data)."""
-    split = data.read_manifest(data_dir)["split"]
+def pack(data_dir: str, out: str, extra: dict[str, str] | None = None) -> None:
+    """Renders in one compressed file (the GPU machine has no Blender and no data): `data_dir`'s `train`, `test` and
+    `zero_shot` sets, and each `extra` folder's `train` and `test` as `<name>_train`, `<name>_test`."""
+    folders = [(data_dir, "", ("train", "test", "zero_shot"))]
+    folders += [(folder, f"{name}_", ("train", "test")) for name, folder in (extra or {}).items()]
     arrays: dict[str, Any] = {}
-    for name in ("train", "test"):
-        views = data.load_multiview(data_dir, split[name])
-        arrays |= {f"{name}_rgba": views.rgba, f"{name}_centers": views.camera_centers,
-                   f"{name}_ids": np.array(views.object_ids)}  # fmt: skip
+    for folder, prefix, names in folders:
+        split = data.read_manifest(folder)["split"]
+        for name in names:
+            if not split.get(name):
+                continue
+            views = data.load_multiview(folder, split[name])
+            key = prefix + name
+            arrays |= {f"{key}_rgba": views.rgba, f"{key}_centers": views.camera_centers,
+                       f"{key}_ids": np.array(views.object_ids)}  # fmt: skip
+            print(f"{key}: {len(views.object_ids)} objects from {folder}")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
-    print(f"packed {len(split['train'])} train and {len(split['test'])} test objects into {out}")
+    print(f"packed into {out}")
+
+
+def everyday(out: str, count: int, num_test: int, seed: int = 0, workers: int = 1) -> None:
+    """Write `count` procedural everyday objects (scripts/everyday_objects.py) and render them with params.yaml's
+    render settings into `out`, `num_test` of them (a seeded draw) as `test`, the rest as `train`."""
+    spec = importlib.util.spec_from_file_location("everyday_objects", REPO / "scripts" / "everyday_objects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_everyday_objects(Path(out) / "meshes", count, seed)
+    sources = objects.folder_sources(Path(out) / "meshes", "*.ply", "Z", prefix="every_")
+    ids = [s.object_id for s in sources]
+    test = set(np.random.default_rng(seed).permutation(ids)[:num_test].tolist())
+    split = {"train": [i for i in ids if i not in test], "test": [i for i in ids if i in test]}
+    group = yaml.safe_load((REPO / "params.yaml").read_text())["render"]
+    cfg = RenderConfig.from_dict(
+        group | {"data_dir": out, "num_train": 0, "num_val": 0, "num_test": 0, "zero_shot": []}
+    )
+    summary = render.render_objects(sources, split, cfg, num_workers=workers)
+    print(
+        f"{len(summary.split['train'])} train and {len(summary.split['test'])} test objects in {summary.manifest_path}"
+    )
 
 
 def _views(packed: Any, name: str) -> data.MultiViewSet:
+    if f"{name}_rgba" not in packed:
+        raise KeyError(f"the packed views hold no set {name!r} (they hold {sorted(_set_names(packed))}): pack it")
     return data.MultiViewSet([str(i) for i in packed[f"{name}_ids"]], packed[f"{name}_rgba"],
                              packed[f"{name}_centers"])  # fmt: skip
+
+
+def _set_names(packed: Any) -> set[str]:
+    return {key.removesuffix("_rgba") for key in packed.files if key.endswith("_rgba")}
+
+
+def _joined(parts: list[data.MultiViewSet]) -> data.MultiViewSet:
+    """One set of all objects of `parts`, in order."""
+    return data.MultiViewSet([i for p in parts for i in p.object_ids], np.concatenate([p.rgba for p in parts]),
+                             np.concatenate([p.camera_centers for p in parts]))  # fmt: skip
+
+
+def _train_sets(variants: list[str]) -> list[str]:
+    """Every training set the variants use, in first-use order (the shared VAE trains on all of them)."""
+    return list(dict.fromkeys(name for v in variants for name in VARIANTS[v][2]))
 
 
 def _components(tiny_changes: dict[str, Any], params: dict[str, Any]) -> models.Zero123Components:
@@ -79,56 +145,74 @@ def _components(tiny_changes: dict[str, Any], params: dict[str, Any]) -> models.
 class MilestoneScores:
     """`train.fit`'s checkpoint callback: at each milestone, sample the test views and append their scores."""
 
-    def __init__(self, variant: str, test: data.MultiViewSet, log: Path, use_pose: bool, milestones: list[int]) -> None:
+    def __init__(
+        self, variant: str, sets: dict[str, data.MultiViewSet], log: Path, use_pose: bool, milestones: list[int]
+    ) -> None:
         self.variant, self.log, self.use_pose, self.started = variant, log, use_pose, time.perf_counter()
         self.milestones = set(milestones)
-        targets = (INPUT_VIEW + 1 + np.arange(NUM_TARGETS)) % test.rgba.shape[1]
-        self.ids, self.input_rgba, self.target_rgba = test.object_ids, test.rgba[:, INPUT_VIEW], test.rgba[:, targets]
-        centers = test.camera_centers
-        inputs = np.broadcast_to(centers[:, INPUT_VIEW, None], centers[:, targets].shape)
-        self.pose = torch.from_numpy(cameras.relative_pose(inputs, centers[:, targets]).reshape(-1, 4))
-        self.images = data.to_model_images(self.input_rgba)[:, None].expand(-1, NUM_TARGETS, -1, -1, -1).flatten(0, 1)
+        self.sets = {name: _EvalSet(views) for name, views in sets.items()}
 
     def __call__(self, components: models.Zero123Components, step: int) -> None:
         if step not in self.milestones:
             return
         components.eval()
-        out = sample.sample_novel_views(components, self.images, self.pose, generator=torch.Generator().manual_seed(0),
-                                        use_pose=self.use_pose, **SAMPLER)  # fmt: skip
-        rgb = (out.images.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-        views = rgb.reshape(len(self.ids), NUM_TARGETS, *rgb.shape[1:])
-        scores = evaluate.novel_view_scores({"model": views}, self.target_rgba, self.input_rgba, self.ids)
-        row = {"variant": self.variant, "step": step, "seconds": time.perf_counter() - self.started,
-               "scores": {m: {k: v.tolist() for k, v in per.items()} for m, per in scores.items()}}  # fmt: skip
-        with self.log.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        tick = time.perf_counter()
+        seconds = tick - self.started  # training time to this milestone: sampling and scoring are not counted
+        for name, s in self.sets.items():
+            out = sample.sample_novel_views(components, s.images, s.pose, generator=torch.Generator().manual_seed(0),
+                                            use_pose=self.use_pose, **SAMPLER)  # fmt: skip
+            rgb = (out.images.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+            views = rgb.reshape(len(s.ids), NUM_TARGETS, *rgb.shape[1:])
+            scores = evaluate.novel_view_scores({"model": views}, s.target_rgba, s.input_rgba, s.ids)
+            row = {"variant": self.variant, "set": name, "step": step, "seconds": seconds,
+                   "scores": {m: {k: v.tolist() for k, v in per.items()} for m, per in scores.items()}}  # fmt: skip
+            with self.log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{self.variant} step {step} {name}: fg PSNR {np.mean(scores['model']['fg_psnr']):.2f} dB "
+                  f"(copy input {np.mean(scores['copy_input']['fg_psnr']):.2f})", flush=True)  # fmt: skip
         for module in (components.unet, components.image_encoder, components.cc_projection):
             module.train()  # back to training (fit put the trained ones in train mode)
         components.vae.eval()
-        print(f"{self.variant} step {step}: fg PSNR {np.mean(scores['model']['fg_psnr']):.2f} dB "
-              f"(copy input {np.mean(scores['copy_input']['fg_psnr']):.2f})", flush=True)  # fmt: skip
+        self.started += time.perf_counter() - tick
 
 
-def worker(variant: str, views_path: str, work: str, log: str, milestones: list[int], num_test: int) -> None:
-    params, (training_changes, tiny_changes) = _params(), VARIANTS[variant]
-    torch.set_num_threads(2)
+class _EvalSet:
+    """One evaluation set's inputs (view `INPUT_VIEW`), targets (the next `NUM_TARGETS` views) and relative poses."""
+
+    def __init__(self, views: data.MultiViewSet) -> None:
+        targets = (INPUT_VIEW + 1 + np.arange(NUM_TARGETS)) % views.rgba.shape[1]
+        self.ids, self.input_rgba = views.object_ids, views.rgba[:, INPUT_VIEW]
+        self.target_rgba = views.rgba[:, targets]
+        centers = views.camera_centers
+        inputs = np.broadcast_to(centers[:, INPUT_VIEW, None], centers[:, targets].shape)
+        self.pose = torch.from_numpy(cameras.relative_pose(inputs, centers[:, targets]).reshape(-1, 4))
+        self.images = data.to_model_images(self.input_rgba)[:, None].expand(-1, NUM_TARGETS, -1, -1, -1).flatten(0, 1)
+
+
+def worker(
+    variant: str, views_path: str, work: str, log: str, milestones: list[int], num_test: int, eval_sets: list[str]
+) -> None:
+    params, (training_changes, tiny_changes, train_sets) = _params(), VARIANTS[variant]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     packed = np.load(views_path)
-    train_views, test = _views(packed, "train"), _test_views(packed, num_test)
+    train_views = _joined([_views(packed, name) for name in train_sets])
+    sets = {name: _test_views(packed, name, num_test) for name in eval_sets}
     components = _components(tiny_changes, params)
     shared = torch.load(Path(work) / "vae.pt", weights_only=True)
     components.vae.load_state_dict(shared["state_dict"])
     components.vae.register_to_config(scaling_factor=shared["scaling_factor"])
     components.to("cuda" if torch.cuda.is_available() else "cpu")
-    latents = autoencoder.LatentTable(shared["mean"], shared["std"])
+    latents = autoencoder.LatentTable(torch.cat([shared["latents"][name]["mean"] for name in train_sets]),
+                                      torch.cat([shared["latents"][name]["std"] for name in train_sets]))  # fmt: skip
     run_fields = {"seed": params["seed"], "use_pose": True, "max_steps": milestones[-1],
                   "checkpoint_every": min(500, milestones[0])}  # fmt: skip
     cfg = FinetuneConfig.from_dict(params["training"] | run_fields | training_changes)
-    callback = MilestoneScores(variant, test, Path(log), cfg.use_pose, milestones)
+    callback = MilestoneScores(variant, sets, Path(log), cfg.use_pose, milestones)
     train.fit(components, train_views, latents, cfg, Path(work) / variant, progress=False, on_checkpoint=callback)
 
 
-def _test_views(packed: Any, num_test: int) -> data.MultiViewSet:
-    views = _views(packed, "test")
+def _test_views(packed: Any, name: str, num_test: int) -> data.MultiViewSet:
+    views = _views(packed, name)
     return data.MultiViewSet(views.object_ids[:num_test], views.rgba[:num_test], views.camera_centers[:num_test])
 
 
@@ -140,6 +224,8 @@ def run(
     milestones: str,
     num_test: int,
     vae_steps: int | None,
+    eval_sets: list[str] = ("test",),
+    threads: int = 2,
 ) -> None:
     """Train the shared VAE, then every variant in parallel until the deadline."""
     params, work, out_dir = _params(), Path("/tmp/recipe_sweep"), Path(out)
@@ -147,7 +233,11 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.perf_counter() + 60 * minutes
     packed = np.load(views_path)
-    train_views, test = _views(packed, "train"), _test_views(packed, num_test)
+    train_sets = _train_sets(variants)
+    parts = {name: _views(packed, name) for name in train_sets}
+    train_views, test = _joined(list(parts.values())), _test_views(packed, "test", num_test)
+    for name in eval_sets:
+        _views(packed, name)  # every evaluation set is packed: fail here, not in the workers
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vae = _components({}, params).vae.to(device)
     tick, vae_cfg = time.perf_counter(), params["vae"]
@@ -155,19 +245,22 @@ def run(
         vae, train_views, vae_steps or vae_cfg["steps"], vae_cfg["batch_size"], vae_cfg["learning_rate"],
         vae_cfg["kl_weight"], torch.Generator().manual_seed(params["seed"]), progress=False,
     )  # fmt: skip
-    table = autoencoder.encode_views(vae, train_views)
+    tables = {name: autoencoder.encode_views(vae, views) for name, views in parts.items()}
+    latents = {name: {"mean": t.mean, "std": t.std} for name, t in tables.items()}
     colour = autoencoder.colour_metrics(vae, test.rgba.reshape(-1, *test.rgba.shape[2:]))
-    torch.save({"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "mean": table.mean,
-                "std": table.std, "scaling_factor": float(vae.config.scaling_factor)}, work / "vae.pt")  # fmt: skip
+    torch.save({"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "latents": latents,
+                "scaling_factor": float(vae.config.scaling_factor)}, work / "vae.pt")  # fmt: skip
     info = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "vae_seconds":
-            time.perf_counter() - tick, "vae_final_loss": history[-1]["loss_recon"], "vae_test": colour}  # fmt: skip
+            time.perf_counter() - tick, "vae_final_loss": history[-1]["loss_recon"], "vae_test": colour,
+            "vae_train_sets": {name: len(views.object_ids) for name, views in parts.items()}}  # fmt: skip
     (out_dir / "vae.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info), flush=True)
     log = out_dir / "milestones.jsonl"
-    command = [sys.executable, __file__, "worker", views_path, str(work), str(log), milestones, str(num_test)]
+    command = [sys.executable, __file__, "worker", views_path, str(work), str(log), milestones, str(num_test),
+               ",".join(eval_sets)]  # fmt: skip
     procs = {v: subprocess.Popen(command[:3] + [v] + command[3:],
                                  stdout=(out_dir / f"{v}.log").open("w"), stderr=subprocess.STDOUT,
-                                 env=os.environ | {"OMP_NUM_THREADS": "2"}) for v in variants}  # fmt: skip
+                                 env=os.environ | {"OMP_NUM_THREADS": str(threads)}) for v in variants}  # fmt: skip
     while time.perf_counter() < deadline and any(p.poll() is None for p in procs.values()):
         time.sleep(5)
     for name, p in procs.items():
@@ -179,16 +272,16 @@ def run(
 def summarize(log: str, out: str, seed: int = 0) -> None:
     """Per variant and milestone: fg PSNR and silhouette IoU against copy-the-input and the no-pose twin."""
     rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
-    by_key = {(r["variant"], r["step"]): r for r in rows}
+    by_key = {(r["variant"], r.get("set", "test"), r["step"]): r for r in rows}  # runs before sets scored `test` only
     table = []
-    for (variant, step), row in sorted(by_key.items()):
+    for (variant, name, step), row in sorted(by_key.items()):
         scores = {m: {k: np.asarray(v) for k, v in per.items()} for m, per in row["scores"].items()}
-        twin = by_key.get((variant.replace("_pose", "_nopose"), step)) if variant.endswith("_pose") else None
+        twin = by_key.get((variant.replace("_pose", "_nopose"), name, step)) if variant.endswith("_pose") else None
         if twin is not None:
             scores["no_pose"] = {k: np.asarray(v) for k, v in twin["scores"]["model"].items()}
         others = ["copy_input"] + (["no_pose"] if twin is not None else [])
         comparisons = evaluate.paired_comparisons(scores, "model", others, ["fg_psnr", "silhouette_iou"], seed=seed)
-        table.append({"variant": variant, "step": step, "seconds": row["seconds"],
+        table.append({"variant": variant, "set": name, "step": step, "seconds": row["seconds"],
                       "fg_psnr": float(np.mean(scores["model"]["fg_psnr"])),
                       "silhouette_iou": float(np.mean(scores["model"]["silhouette_iou"])),
                       "comparisons": [{k: c[k] for k in ("other", "metric", "mean_difference", "ci_low", "ci_high")}
@@ -197,7 +290,7 @@ def summarize(log: str, out: str, seed: int = 0) -> None:
     for r in table:
         diffs = "  ".join(f"vs {c['other']} {c['metric']} {c['mean_difference']:+.2f} [{c['ci_low']:+.2f}, "
                           f"{c['ci_high']:+.2f}]" for c in r["comparisons"])  # fmt: skip
-        print(f"{r['variant']:>14} {r['step']:>6} {r['seconds']:7.0f}s fg {r['fg_psnr']:.2f} {diffs}")
+        print(f"{r['variant']:>14} {r['set']:>10} {r['step']:>6} {r['seconds']:7.0f}s fg {r['fg_psnr']:.2f} {diffs}")
 
 
 def main() -> None:
@@ -206,6 +299,18 @@ def main() -> None:
     p = sub.add_parser("pack")
     p.add_argument("--data-dir", default="data")
     p.add_argument("--out", default=".sweep/views.npz")
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another data folder: its train and test splits become the sets NAME_train, NAME_test",
+    )
+    p = sub.add_parser("everyday")
+    p.add_argument("--out", default=".sweep/every_data")
+    p.add_argument("--count", type=int, default=460)
+    p.add_argument("--num-test", type=int, default=60)
+    p.add_argument("--workers", type=int, default=1)
     p = sub.add_parser("run")
     p.add_argument("--views", default=".sweep/views.npz")
     p.add_argument("--out", required=True)
@@ -214,6 +319,8 @@ def main() -> None:
     p.add_argument("--milestones", default=",".join(map(str, MILESTONES)))
     p.add_argument("--num-test", type=int, default=60)
     p.add_argument("--vae-steps", type=int, default=None, help="default: params.yaml's (a smoke test uses a few)")
+    p.add_argument("--eval-sets", default="test", help="packed sets scored at every milestone, e.g. test,zero_shot")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per variant (a CPU run: cores / variants)")
     p = sub.add_parser("worker")
     p.add_argument("variant")
     p.add_argument("views")
@@ -221,20 +328,22 @@ def main() -> None:
     p.add_argument("log")
     p.add_argument("milestones")
     p.add_argument("num_test", type=int)
+    p.add_argument("eval_sets")
     p = sub.add_parser("summarize")
     p.add_argument("log")
     p.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.command == "pack":
-        pack(args.data_dir, args.out)
+        extra = dict(item.split("=", 1) for item in args.extra)
+        pack(args.data_dir, args.out, extra)
+    elif args.command == "everyday":
+        everyday(args.out, args.count, args.num_test, workers=args.workers)
     elif args.command == "run":
-        run(
-            args.views, args.out, args.minutes, args.variants.split(","), args.milestones, args.num_test, args.vae_steps
-        )
+        run(args.views, args.out, args.minutes, args.variants.split(","), args.milestones, args.num_test,
+            args.vae_steps, args.eval_sets.split(","), args.threads)  # fmt: skip
     elif args.command == "worker":
-        worker(
-            args.variant, args.views, args.work, args.log, [int(m) for m in args.milestones.split(",")], args.num_test
-        )
+        worker(args.variant, args.views, args.work, args.log, [int(m) for m in args.milestones.split(",")],
+               args.num_test, args.eval_sets.split(","))  # fmt: skip
     else:
         summarize(args.log, args.out)
 
