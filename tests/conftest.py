@@ -12,8 +12,10 @@ from jaxtyping import install_import_hook  # noqa: E402
 # is_pep484_tower: an int is accepted where a float is annotated (PEP 484's numeric tower).
 install_import_hook("zero1to3", "beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))")
 
+import importlib.util  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -29,6 +31,15 @@ if TYPE_CHECKING:
     from zero1to3 import models
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script of the repository (under `scripts/` or `benchmarks/`, which are not packages), imported by path."""
+    path = REPO / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, disc_rgba
+from conftest import REPO, disc_rgba, load_script
 from zero1to3 import cli
 
 
@@ -391,8 +391,6 @@ def test_the_quick_profile_fits_every_schema_and_writes_only_under_quick():
 
 def test_the_own_objects_example_fits_every_schema_and_its_meshes_make_the_named_set(tmp_path):
     """README "Your own objects": the profile and scripts/example_meshes.py agree, and nothing leaves quick/."""
-    import importlib.util
-
     import yaml
 
     from zero1to3 import config, render
@@ -406,10 +404,7 @@ def test_the_own_objects_example_fits_every_schema_and_its_meshes_make_the_named
         for key in ("data_dir", "models_dir", "results_dir"):
             if key in group:
                 assert group[key].startswith("quick/own_objects/"), f"{stage}.{key} = {group[key]}"
-    spec = importlib.util.spec_from_file_location("example_meshes", REPO / "scripts" / "example_meshes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    meshes = module.write_example_meshes(tmp_path / "meshes")
+    meshes = load_script("scripts/example_meshes.py").write_example_meshes(tmp_path / "meshes")
     cfg = config.RenderConfig.from_dict(profile["render"])
     here = "quick/own_objects/meshes"
     moved = [e.model_copy(update={"path": e.path.replace(here, str(meshes))}) for e in cfg.sources]

@@ -1,21 +1,14 @@
 """scripts/everyday_objects.py: procedural everyday objects, seeded, parts in their own colours, read as a source."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import trimesh
 
+from conftest import load_script
 from zero1to3 import objects
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("everyday_objects", REPO / "scripts" / "everyday_objects.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/everyday_objects.py")
 
 
 def test_every_category_is_written_once_per_turn_and_the_same_seed_writes_the_same_files(tmp_path):

@@ -1,24 +1,18 @@
 """benchmarks/recipe_sweep.py: variants' training sets, and the summary pairing each variant with its no-pose twin
 on the same evaluation set (the sweep itself runs on a GPU; its numbers are in docs/recipe-experiments.md)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_script
 from zero1to3 import data
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("recipe_sweep", REPO / "benchmarks" / "recipe_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/recipe_sweep.py")
 
 
 def test_every_pose_variant_has_a_no_pose_twin_with_the_same_recipe_and_training_sets(sweep):
