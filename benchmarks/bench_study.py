@@ -20,12 +20,12 @@ from pathlib import Path
 
 import nbformat
 
-from zero1to3 import cli, files
+from zero1to3 import cli, files, progress
 
 BUDGET_MINUTES = 90.0  # the default study on the 2-core machine (README, issue 7)
 
 
-NOTHING_REUSED = "Reused: nothing"  # progress.reuse_line's words when a stage computed everything itself
+NOTHING_REUSED = progress.reuse_line([])  # a notebook's line when its stage computed everything itself
 
 
 def reuse_note(nb: nbformat.NotebookNode) -> str | None:
@@ -64,7 +64,7 @@ def stage_times(folder: Path) -> dict[str, dict]:
         slowest = sorted((c for c in cells if c[1] is not None), key=lambda c: -c[1])[:3]
         reused = reuse_note(nb)
         out[stage] = {
-            "reused": None if reused is None or reused.startswith(NOTHING_REUSED) else reused,
+            "reused": None if reused in (None, NOTHING_REUSED) else reused,
             "minutes": round(meta["duration"] / 60.0, 2),
             "start": meta["start_time"],
             "end": meta["end_time"],

@@ -21,7 +21,7 @@ splits as the sets `every_train` and `every_test` (e.g. the procedural everyday 
 `scripts/everyday_objects.py`, rendered by stage 01's code into DIR), and the `mix_*` and `every_*` variants train on
 them. `run --eval-sets test,every_test,zero_shot` scores every milestone on each named set (default: `test`).
 
-    python benchmarks/recipe_sweep.py everyday --count 460 --num-test 60 --out .sweep/every_data   # meshes, renders
+    python benchmarks/recipe_sweep.py everyday --count 400 --num-test 60 --out .sweep/every_data   # meshes, renders
     python benchmarks/recipe_sweep.py pack --extra every=.sweep/every_data --out .sweep/views.npz
     python benchmarks/recipe_sweep.py run --variants b32_pose,b32_nopose,mix_pose,mix_nopose \
         --eval-sets test,every_test,zero_shot --out DIR --minutes 8
@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,7 @@ def run(
     milestones: str,
     num_test: int,
     vae_steps: int | None,
-    eval_sets: list[str] = ("test",),
+    eval_sets: Sequence[str] = ("test",),
     threads: int = 2,
 ) -> None:
     """Train the shared VAE, then every variant in parallel until the deadline."""
@@ -308,7 +309,7 @@ def main() -> None:
     )
     p = sub.add_parser("everyday")
     p.add_argument("--out", default=".sweep/every_data")
-    p.add_argument("--count", type=int, default=460)
+    p.add_argument("--count", type=int, default=400)
     p.add_argument("--num-test", type=int, default=60)
     p.add_argument("--workers", type=int, default=1)
     p = sub.add_parser("run")
