@@ -7,6 +7,8 @@ the error of always answering the mean true polar angle of the same objects (an 
 
     python benchmarks/eval_elevation.py [--model models/finetune/pose/model] [--out results/benchmarks/elevation.json]
 
+The figure beside the JSON (`elevation.png`) shows each object's estimates against its true polar angle.
+
 Beside it, a candidate for a better `auto` (not yet in `reconstruct`): a **probe**, a ridge regression from the
 model's own CLIP image embedding (the conditioning it was trained with) to the camera's polar angle, as (cos, sin),
 fitted on every view of the training objects. Both are compared with the oracle constant per object (paired, 95%
@@ -16,11 +18,13 @@ bootstrap CI of the reduction in absolute error; positive: the estimator is bett
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from zero1to3 import cameras, data, elevation, files, metrics, models
+from zero1to3 import cameras, data, elevation, figures, files, metrics, models
 
 PROBE_RIDGE = 10.0  # chosen among 1, 10, 100 on one run; the three were within 1 degree
 
@@ -63,6 +67,25 @@ def against_mean(true: list[float], estimate: list[float], seed: int) -> dict[st
     return metrics.paired_difference(constant, np.abs(np.asarray(estimate) - true_a), seed=seed)
 
 
+def estimates_figure(report: dict[str, dict]) -> plt.Figure:
+    """Per set, each object's estimate (y) against its true polar angle (x), both estimators, and the constant."""
+    sets = [name for name in ("test", "zero_shot") if name in report]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], sets, strict=True):
+        found, true = report[name], np.asarray(report[name]["true_deg"])
+        for key, mae, label, marker in (("estimate_deg", "mae_deg", "consistency (auto)", "o"),
+                                        ("probe_estimate_deg", "probe_mae_deg", "probe", "^")):  # fmt: skip
+            ax.scatter(true, found[key], s=14, marker=marker, label=f"{label}: MAE {found[mae]:.1f}°")
+        ax.axhline(true.mean(), color="grey", ls="--", lw=0.8,
+                   label=f"always the mean: MAE {found['baseline_mae_deg']:.1f}°")  # fmt: skip
+        ax.plot([0, 180], [0, 180], color="grey", lw=0.8)
+        ax.set(xlim=(0, 180), ylim=(0, 180), xlabel="true polar angle (°)", ylabel="estimate (°)",
+               title=f"{name} ({len(true)} objects)")  # fmt: skip
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/finetune/pose/model")
@@ -95,6 +118,7 @@ def main() -> None:
                   f"{found['baseline_mae_deg']:.1f} deg; reduction {cmp['mean_difference']:+.1f} "
                   f"[{cmp['ci_low']:+.1f}, {cmp['ci_high']:+.1f}]")  # fmt: skip
     files.write_json_atomic(args.out, report)
+    figures.save_figure(estimates_figure(report), Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":
