@@ -61,11 +61,11 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/benchmarks/reconstruct.json")
     args = parser.parse_args()
-    group = yaml.safe_load(Path(args.params).read_text())["sjc"]
+    params = yaml.safe_load(Path(args.params).read_text())
+    group, evaluate_seed = params["sjc"], params["evaluate"]["seed"]
     data_dir, sjc_dir, view = Path(group["data_dir"]), Path(group["data_dir"]) / "sjc", int(group["input_view"])
     count = min(args.objects, group["objects_per_set"]["zero_shot"])
     object_ids = data.read_manifest(data_dir)["split"]["zero_shot"][:count]
-    evaluate_seed = yaml.safe_load(Path(args.params).read_text())["evaluate"]["seed"]
     load_before = os.getloadavg()
     rows = []
     for oid in object_ids:
