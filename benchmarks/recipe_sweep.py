@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import yaml
 
-from zero1to3 import autoencoder, cameras, data, evaluate, models, objects, render, sample, train
+from zero1to3 import autoencoder, cameras, checkpoints, data, evaluate, models, objects, render, sample, train
 from zero1to3.config import FinetuneConfig, RenderConfig, TinyModelSizes
 
 MILESTONES = (500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000, 48000, 64000)
@@ -176,6 +176,13 @@ class MilestoneScores:
         components.vae.eval()
         self.started += time.perf_counter() - tick
 
+    def state_dict(self) -> dict[str, float]:
+        """The training seconds so far: `train.fit` saves them beside each checkpoint, so a resumed run counts on."""
+        return {"training_seconds": time.perf_counter() - self.started}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.started = time.perf_counter() - state["training_seconds"]
+
 
 class _EvalSet:
     """One evaluation set's inputs (view `INPUT_VIEW`), targets (the next `NUM_TARGETS` views) and relative poses."""
@@ -212,6 +219,10 @@ def worker(
     train.fit(components, train_views, latents, cfg, Path(work) / variant, progress=False, on_checkpoint=callback)
 
 
+def _flat_views(views: data.MultiViewSet) -> np.ndarray:
+    return views.rgba.reshape(-1, *views.rgba.shape[2:])
+
+
 def _test_views(packed: Any, name: str, num_test: int) -> data.MultiViewSet:
     views = _views(packed, name)
     return data.MultiViewSet(views.object_ids[:num_test], views.rgba[:num_test], views.camera_centers[:num_test])
@@ -227,37 +238,49 @@ def run(
     vae_steps: int | None,
     eval_sets: Sequence[str] = ("test",),
     threads: int = 2,
+    work: str | Path = "/tmp/recipe_sweep",
+    vae_file: str | None = None,
 ) -> None:
-    """Train the shared VAE, then every variant in parallel until the deadline."""
-    params, work, out_dir = _params(), Path("/tmp/recipe_sweep"), Path(out)
+    """Train the shared VAE (or load `vae_file`, a stage-02 VAE cache), then every variant in parallel until the
+    deadline. Checkpoints go to `work`: a rerun with the same `work` resumes every variant where it stopped."""
+    params, work, out_dir = _params(), Path(work), Path(out)
     work.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.perf_counter() + 60 * minutes
     packed = np.load(views_path)
     train_sets = _train_sets(variants)
     parts = {name: _views(packed, name) for name in train_sets}
-    train_views, test = _joined(list(parts.values())), _test_views(packed, "test", num_test)
+    train_views = _joined(list(parts.values()))
     for name in eval_sets:
         _views(packed, name)  # every evaluation set is packed: fail here, not in the workers
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vae = _components({}, params).vae.to(device)
     tick, vae_cfg = time.perf_counter(), params["vae"]
-    history = autoencoder.fit_vae(
-        vae, train_views, vae_steps or vae_cfg["steps"], vae_cfg["batch_size"], vae_cfg["learning_rate"],
-        vae_cfg["kl_weight"], torch.Generator().manual_seed(params["seed"]), progress=False,
-    )  # fmt: skip
+    if vae_file is None:
+        history = autoencoder.fit_vae(
+            vae, train_views, vae_steps or vae_cfg["steps"], vae_cfg["batch_size"], vae_cfg["learning_rate"],
+            vae_cfg["kl_weight"], torch.Generator().manual_seed(params["seed"]), progress=False,
+        )  # fmt: skip
+    else:  # e.g. stage 02's (models/finetune/vae/vae.pt): trained on the URDF training objects only
+        state = checkpoints.load(vae_file)
+        vae.load_state_dict(state["state_dict"])
+        vae.register_to_config(scaling_factor=float(state["scaling_factor"]))
+        vae.eval().requires_grad_(False)
+        history = state["history"]
     tables = {name: autoencoder.encode_views(vae, views) for name, views in parts.items()}
     latents = {name: {"mean": t.mean, "std": t.std} for name, t in tables.items()}
-    colour = autoencoder.colour_metrics(vae, test.rgba.reshape(-1, *test.rgba.shape[2:]))
+    colour = {name: autoencoder.colour_metrics(vae, _flat_views(_test_views(packed, name, num_test)))
+              for name in dict.fromkeys(["test", *eval_sets])}  # fmt: skip
     torch.save({"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "latents": latents,
                 "scaling_factor": float(vae.config.scaling_factor)}, work / "vae.pt")  # fmt: skip
     info = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "vae_seconds":
             time.perf_counter() - tick, "vae_final_loss": history[-1]["loss_recon"], "vae_test": colour,
+            "vae_file": vae_file,
             "vae_train_sets": {name: len(views.object_ids) for name, views in parts.items()}}  # fmt: skip
     (out_dir / "vae.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info), flush=True)
     log = out_dir / "milestones.jsonl"
-    command = [sys.executable, __file__, "worker", views_path, str(work), str(log), milestones, str(num_test),
+    command = [sys.executable, __file__, "worker", str(views_path), str(work), str(log), milestones, str(num_test),
                ",".join(eval_sets)]  # fmt: skip
     procs = {v: subprocess.Popen(command[:3] + [v] + command[3:],
                                  stdout=(out_dir / f"{v}.log").open("w"), stderr=subprocess.STDOUT,
@@ -322,6 +345,8 @@ def main() -> None:
     p.add_argument("--vae-steps", type=int, default=None, help="default: params.yaml's (a smoke test uses a few)")
     p.add_argument("--eval-sets", default="test", help="packed sets scored at every milestone, e.g. test,zero_shot")
     p.add_argument("--threads", type=int, default=2, help="torch threads per variant (a CPU run: cores / variants)")
+    p.add_argument("--work", default="/tmp/recipe_sweep", help="checkpoints; a rerun with the same folder resumes")
+    p.add_argument("--vae", default=None, help="a stage-02 VAE cache (models/finetune/vae/vae.pt) instead of training")
     p = sub.add_parser("worker")
     p.add_argument("variant")
     p.add_argument("views")
@@ -341,7 +366,7 @@ def main() -> None:
         everyday(args.out, args.count, args.num_test, workers=args.workers)
     elif args.command == "run":
         run(args.views, args.out, args.minutes, args.variants.split(","), args.milestones, args.num_test,
-            args.vae_steps, args.eval_sets.split(","), args.threads)  # fmt: skip
+            args.vae_steps, args.eval_sets.split(","), args.threads, args.work, args.vae)  # fmt: skip
     elif args.command == "worker":
         worker(args.variant, args.views, args.work, args.log, [int(m) for m in args.milestones.split(",")],
                args.num_test, args.eval_sets.split(","))  # fmt: skip

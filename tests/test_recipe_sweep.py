@@ -58,3 +58,12 @@ def test_summary_pairs_each_variant_with_its_twin_on_the_same_set(sweep, tmp_pat
     assert gap(("mix_pose", "zero_shot", 500))["ci_low"] > 0
     assert abs(gap(("mix_pose", "test", 500))["mean_difference"]) < 0.15
     assert [c["other"] for c in table[("b32_pose", "test", 500)]["comparisons"]] == ["copy_input", "copy_input"]
+
+
+def test_milestone_seconds_count_on_across_a_resume(sweep, tmp_path):
+    empty = data.MultiViewSet([], np.zeros((0, 8, 4, 4, 4), np.uint8), np.zeros((0, 8, 3)))
+    first = sweep.MilestoneScores("b32_pose", {"test": empty}, tmp_path / "log.jsonl", True, [1000])
+    first.started -= 100.0  # 100 s of training before the kill
+    resumed = sweep.MilestoneScores("b32_pose", {"test": empty}, tmp_path / "log.jsonl", True, [1000])
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.state_dict()["training_seconds"] == pytest.approx(100.0, abs=1.0)
