@@ -9,10 +9,11 @@ the error of always answering the mean true polar angle of the same objects (an 
 
 The figure beside the JSON (`elevation.png`) shows each object's estimates against its true polar angle.
 
-Beside it, a candidate for a better `auto` (not yet in `reconstruct`): a **probe**, a ridge regression from the
-model's own CLIP image embedding (the conditioning it was trained with) to the camera's polar angle, as (cos, sin),
-fitted on every view of the training objects. Both are compared with the oracle constant per object (paired, 95%
-bootstrap CI of the reduction in absolute error; positive: the estimator is better).
+Two estimators (`elevation.py`): the **probe** `auto` uses, a ridge regression from the model's own CLIP image
+embedding to the camera's polar angle, read from the model folder (stage 02 fits it on every view of the training
+objects) or, for a folder without one, fitted here the same way; and the **consistency** estimator, `auto`'s fallback
+for a folder without a probe. Both are compared with the oracle constant per object (paired, 95% bootstrap CI of the
+reduction in absolute error; positive: the estimator is better).
 """
 
 from __future__ import annotations
@@ -24,40 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from zero1to3 import cameras, data, elevation, figures, files, metrics, models
-
-PROBE_RIDGE = 10.0  # chosen among 1, 10, 100 on one run; the three were within 1 degree
-
-
-@torch.no_grad()
-def embeddings(components: models.Zero123Components, rgba: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """The model's CLIP image embedding (its conditioning) of views `(N, S, S, 4)`, as `(N, D)`."""
-    out = []
-    for start in range(0, len(rgba), batch_size):
-        images = data.to_model_images(rgba[start : start + batch_size])
-        out.append(models.encode_clip_image(components.image_encoder, components.feature_extractor, images).numpy())
-    return np.concatenate(out)
-
-
-def polar_deg(centers: np.ndarray) -> np.ndarray:
-    """Polar angles in degrees of camera centres `(..., 3)`, flattened."""
-    return np.degrees(cameras.cartesian_to_spherical(centers.reshape(-1, 3))[0])
-
-
-def fit_probe(features: np.ndarray, polar: np.ndarray, ridge: float = PROBE_RIDGE) -> dict[str, np.ndarray]:
-    """Ridge regression of (cos, sin) of the polar angle on standardised features (closed form)."""
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    design = np.concatenate([(features - mean) / scale, np.ones((len(features), 1))], axis=1)
-    targets = np.stack([np.cos(np.radians(polar)), np.sin(np.radians(polar))], axis=1)
-    weights = np.linalg.solve(design.T @ design + ridge * np.eye(design.shape[1]), design.T @ targets)
-    return {"mean": mean, "scale": scale, "weights": weights}
-
-
-def predict_probe(probe: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
-    """Polar angles in degrees, in [0, 180]."""
-    design = np.concatenate([(features - probe["mean"]) / probe["scale"], np.ones((len(features), 1))], axis=1)
-    cos, sin = (design @ probe["weights"]).T
-    return np.degrees(np.arctan2(np.maximum(sin, 0.0), cos))
+from zero1to3 import data, elevation, figures, files, metrics, models
 
 
 def against_mean(true: list[float], estimate: list[float], seed: int) -> dict[str, float]:
@@ -73,8 +41,8 @@ def estimates_figure(report: dict[str, dict]) -> plt.Figure:
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.2), squeeze=False)
     for ax, name in zip(axes[0], sets, strict=True):
         found, true = report[name], np.asarray(report[name]["true_deg"])
-        for key, mae, label, marker in (("estimate_deg", "mae_deg", "consistency (auto)", "o"),
-                                        ("probe_estimate_deg", "probe_mae_deg", "probe", "^")):  # fmt: skip
+        for key, mae, label, marker in (("estimate_deg", "mae_deg", "consistency", "o"),
+                                        ("probe_estimate_deg", "probe_mae_deg", "probe (auto)", "^")):  # fmt: skip
             ax.scatter(true, found[key], s=14, marker=marker, label=f"{label}: MAE {found[mae]:.1f}°")
         ax.axhline(true.mean(), color="grey", ls="--", lw=0.8,
                    label=f"always the mean: MAE {found['baseline_mae_deg']:.1f}°")  # fmt: skip
@@ -98,15 +66,16 @@ def main() -> None:
     torch.set_num_threads(1)
     components = models.Zero123Components.load_pretrained(args.model).eval()
     split = data.read_manifest(args.data_dir)["split"]
-    train = data.load_multiview(args.data_dir, split["train"])
-    probe = fit_probe(embeddings(components, train.rgba.reshape(-1, *train.rgba.shape[2:])),
-                      polar_deg(train.camera_centers))  # fmt: skip
-    report = {"probe": {"ridge": PROBE_RIDGE, "train_views": int(np.prod(train.rgba.shape[:2]))}}
+    probe, source = elevation.load_probe(args.model, components.cc_projection.clip_dim), "the model folder"
+    if probe is None:
+        train = data.load_multiview(args.data_dir, split["train"])
+        probe, source = elevation.fit_probe(components, train), "fitted here"
+    report = {"probe": {"ridge": probe.ridge, "train_views": probe.train_views, "source": source}}
     for set_name in ("test", "zero_shot"):
         ids = split[set_name][: args.limit]
         found = elevation.evaluate(components, args.data_dir, ids, args.input_view, args.seed)
         views = data.load_multiview(args.data_dir, ids)
-        probed = predict_probe(probe, embeddings(components, views.rgba[:, args.input_view])).tolist()
+        probed = probe.predict(elevation.image_features(components, views.rgba[:, args.input_view])).tolist()
         found |= {"probe_estimate_deg": probed,
                   "probe_mae_deg": float(np.mean(np.abs(np.asarray(probed) - np.asarray(found["true_deg"])))),
                   "vs_mean": against_mean(found["true_deg"], found["estimate_deg"], args.seed),

@@ -542,3 +542,28 @@ def test_cli_reconstruct_unwritable_out_is_one_line_and_exit_2(saved_model, imag
     assert cli.main(_reconstruct_argv(image_path, blocker / "out", saved_model)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"cannot write to the output folder {blocker / 'out'}" in err
+
+
+def test_cli_reconstruct_auto_reads_the_model_folders_probe(saved_model, image_path, tmp_path, capsys, caplog):
+    import shutil
+
+    from zero1to3 import elevation
+
+    model = tmp_path / "model"
+    shutil.copytree(saved_model, model)
+    argv = lambda out: _reconstruct_argv(image_path, tmp_path / out, str(model), "--polar-deg", "auto")  # noqa: E731
+    assert cli.main(argv("without")) == 0  # no probe: the consistency estimator, with a warning
+    assert json.loads((tmp_path / "without" / "reconstruction.json").read_text())["camera"]["polar_estimator"] == (
+        "consistency"
+    )
+    assert "has no elevation_probe.json" in caplog.text
+    rng = np.random.default_rng(0)
+    dim = json.loads((model / "model_index.json").read_text())["zero1to3"]["clip_dim"]
+    elevation.save_probe(elevation.fit_probe_to_features(rng.normal(size=(20, dim)), rng.uniform(20, 160, 20)), model)
+    assert cli.main(argv("with")) == 0
+    camera = json.loads((tmp_path / "with" / "reconstruction.json").read_text())["camera"]
+    assert camera["polar_estimator"] == "probe" and camera["polar_estimated"]
+    (model / elevation.PROBE_FILE).write_text("{}")
+    assert cli.main(argv("broken")) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("zero1to3 reconstruct: error:") and str(model / elevation.PROBE_FILE) in last

@@ -10,7 +10,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, disc_rgba
-from zero1to3 import cameras, checkpoints, guidance, mesh, models, reconstruction, single_image, sjc
+from zero1to3 import cameras, checkpoints, elevation, guidance, mesh, models, reconstruction, single_image, sjc
 
 torch.set_num_threads(1)
 
@@ -153,3 +153,25 @@ def test_bad_cameras_and_images_are_refused_before_anything_runs(dummy_component
     with pytest.raises(ValueError, match=match):
         _run(dummy_components, image_path, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out" / "reconstruction.json").exists()
+
+
+def test_auto_polar_uses_the_models_probe_and_another_probe_estimates_again(
+    dummy_components, image_path, tmp_path, monkeypatch
+):
+    out, cfg = tmp_path / "out", dataclasses.replace(SMALL, iterations=1)
+    dim = dummy_components.cc_projection.clip_dim
+    rng = np.random.default_rng(0)
+    probes = [elevation.fit_probe_to_features(rng.normal(size=(20, dim)), rng.uniform(20, 160, 20)) for _ in "ab"]
+    monkeypatch.setattr(single_image.elevation, "estimate_polar", lambda *a, **k: pytest.fail("consistency used"))
+    first = _run(dummy_components, image_path, out, polar_deg="auto", cfg=cfg, elevation_probe=probes[0])
+    assert first.record["camera"]["polar_estimator"] == "probe"
+    assert first.polar_deg == pytest.approx(elevation.estimate_polar_by_probe(dummy_components, probes[0],
+                                                                              first_input(out)))  # fmt: skip
+    assert json.loads((out / "polar_estimate.json").read_text())["estimator"] == "probe"
+    other = _run(dummy_components, image_path, out, polar_deg="auto", cfg=cfg, elevation_probe=probes[1])
+    assert other.polar_deg != first.polar_deg  # not the stored estimate of the other probe
+
+
+def first_input(out):
+    """The prepared input view `reconstruct_image` wrote, as the RGBA array it estimated from."""
+    return np.asarray(Image.open(out / "input.png"))

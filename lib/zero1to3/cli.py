@@ -399,7 +399,7 @@ def _reconstruct(args: argparse.Namespace) -> Any:
 
     import torch
 
-    from zero1to3 import inputs, mesh, pipeline, single_image
+    from zero1to3 import elevation, inputs, mesh, pipeline, single_image
 
     # 1. Everything that needs no weights: settings, camera, image, output folder
     group = read_params(args.params or files.find_project_root() / "params.yaml", "sjc")
@@ -430,6 +430,12 @@ def _reconstruct(args: argparse.Namespace) -> Any:
         raise FileNotFoundError(f"{err} (stage 02 writes {pipeline.DEFAULT_MODEL}; or pass --model FOLDER)") from err
     pipeline.warn_if_trained_without_pose(Path(args.model), args.no_pose)
     components = pipe.to(args.device).components
+    probe = None
+    if polar == "auto":
+        probe = elevation.load_probe(args.model, components.cc_projection.clip_dim)
+        if probe is None:
+            logger.warning("%s has no %s (stage 02 writes one): estimating the polar angle by silhouette "
+                           "consistency, which is less accurate", args.model, elevation.PROBE_FILE)  # fmt: skip
 
     # 3. Reconstruct; errors about the image name it
     try:
@@ -437,7 +443,7 @@ def _reconstruct(args: argparse.Namespace) -> Any:
             components, image, args.out, cfg, seed, polar_deg=polar, azimuth_deg=args.azimuth_deg, radius=radius,
             object_fraction=None if args.keep_framing else args.object_fraction, mesh_settings=settings,
             use_pose=not args.no_pose, turntable_frames=args.turntable_frames, model_name=str(args.model),
-            image_name=str(args.image),
+            image_name=str(args.image), elevation_probe=probe,
         )  # fmt: skip
     except mesh.EmptyMeshError as err:
         raise mesh.EmptyMeshError(f"{err}; the field is kept in {args.out}: a rerun re-exports it") from err

@@ -1,5 +1,12 @@
 """Estimating the input view's polar angle with the model itself (`reconstruct --polar-deg auto`).
 
+Two estimators. **The probe** (what `auto` uses when the model folder has one, as stage 02 writes it): a ridge
+regression from the model's own CLIP image embedding (the conditioning it was trained with) to the camera's polar
+angle as (cos, sin), fitted on every view of the training objects (`fit_probe`) and stored beside the weights
+(`elevation_probe.json`). Measured with the default study's model (`benchmarks/eval_elevation.py`), it beats always
+answering the renders' mean angle, where the consistency estimator below does not.
+
+**The consistency estimator** (the fallback for a model folder without a probe, e.g. converted paper weights).
 Zero-1-to-3 conditions on *relative* cameras, so the views it draws do not depend on where the input
 camera is; but whether those views fit together as one object does. The estimate (in the spirit of
 One-2-3-45's elevation estimation for zero123, with silhouettes in place of feature matches):
@@ -19,13 +26,15 @@ against always answering their mean polar angle.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, UInt8
 
-from zero1to3 import cameras, data, inputs, models, raymarch, sample
+from zero1to3 import cameras, data, files, inputs, models, raymarch, sample
 
 AZIMUTH_OFFSETS_DEG = (90.0, 180.0, 270.0)  # a quarter turn apart: each view sees what the others' silhouettes hide
 CANDIDATES_DEG = tuple(float(p) for p in np.arange(15.0, 166.0, 7.5))  # 21 candidates; 0/180 see only one face
@@ -33,6 +42,8 @@ RADIUS = 1.85  # the middle of the renders' camera distances (1.5-2.2): the fram
 HULL_BOUND = 0.75  # half side of the box rays are sampled in: the unit-cube object and some slack for framing
 SCORE_SIZE_PX = 32  # silhouettes are scored at this size: the hull test is cubic in it, 32 px keeps it < 1 s
 RAY_SAMPLES = 48
+PROBE_FILE = "elevation_probe.json"  # beside the weights in a model folder
+PROBE_RIDGE = 10.0  # chosen among 1, 10, 100 on the default study's model; the three were within 1 degree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,3 +186,126 @@ def evaluate(
         "mae_deg": float(np.abs(est_a - true_a).mean()),
         "baseline_mae_deg": float(np.abs(true_a.mean() - true_a).mean()),
     }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The probe: a linear read-out of the model's image embedding
+
+
+@dataclasses.dataclass(frozen=True)
+class ElevationProbe:
+    """Ridge regression from standardised image embeddings to (cos, sin) of the polar angle (`fit_probe`)."""
+
+    mean: Float[np.ndarray, " D"]
+    """Per-feature mean of the training embeddings."""
+    scale: Float[np.ndarray, " D"]
+    """Per-feature standard deviation (plus 1e-6) of the training embeddings."""
+    weights: Float[np.ndarray, "D1 2"]
+    """Regression weights, the last row the intercept."""
+    ridge: float
+    """The ridge penalty it was fitted with."""
+    train_views: int
+    """How many views it was fitted on."""
+
+    def predict(self, features: Float[np.ndarray, "N D"]) -> Float[np.ndarray, " N"]:
+        """Polar angles in degrees, in [0, 180], of views with these embeddings."""
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or features.shape[1] != len(self.mean):
+            raise ValueError(f"the probe reads ({len(self.mean)},) embeddings, got features of shape {features.shape}")
+        design = np.concatenate([(features - self.mean) / self.scale, np.ones((len(features), 1))], axis=1)
+        cos, sin = (design @ self.weights).T
+        return np.degrees(np.arctan2(np.maximum(sin, 0.0), cos))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(),
+                "ridge": self.ridge, "train_views": self.train_views}  # fmt: skip
+
+    def fingerprint(self) -> str:
+        """A hash of the probe: an estimate made with another probe is not reused."""
+        return hashlib.sha256(json.dumps(self.to_dict()).encode()).hexdigest()[:16]
+
+
+def fit_probe_to_features(
+    features: Float[np.ndarray, "N D"], polar_deg: Float[np.ndarray, " N"], ridge: float = PROBE_RIDGE
+) -> ElevationProbe:
+    """Ridge regression of (cos, sin) of `polar_deg` on standardised `features`, in closed form."""
+    features, polar_deg = np.asarray(features, np.float64), np.asarray(polar_deg, np.float64)
+    if features.ndim != 2 or len(features) != len(polar_deg) or len(features) < 2:
+        raise ValueError(f"need (N, D) features and (N,) angles with N >= 2, got {features.shape}, {polar_deg.shape}")
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    design = np.concatenate([(features - mean) / scale, np.ones((len(features), 1))], axis=1)
+    targets = np.stack([np.cos(np.radians(polar_deg)), np.sin(np.radians(polar_deg))], axis=1)
+    weights = np.linalg.solve(design.T @ design + ridge * np.eye(design.shape[1]), design.T @ targets)
+    return ElevationProbe(mean, scale, weights, float(ridge), len(features))
+
+
+@torch.no_grad()
+def image_features(
+    components: models.Zero123Components, rgba: UInt8[np.ndarray, "N S S 4"], batch_size: int = 256
+) -> Float[np.ndarray, "N D"]:
+    """The model's CLIP image embedding (its conditioning) of views, as the probe reads them."""
+    device = components.image_encoder.device
+    out = []
+    for start in range(0, len(rgba), batch_size):
+        images = data.to_model_images(rgba[start : start + batch_size]).to(device)
+        out.append(models.encode_clip_image(components.image_encoder, components.feature_extractor, images).cpu())
+    return torch.cat(out).double().numpy()
+
+
+def fit_probe(
+    components: models.Zero123Components, views: data.MultiViewSet, ridge: float = PROBE_RIDGE
+) -> ElevationProbe:
+    """The probe of this model, fitted on every view of `views` (stage 02: the training objects)."""
+    rgba = views.rgba.reshape(-1, *views.rgba.shape[2:])
+    polar_rad = cameras.cartesian_to_spherical(views.camera_centers.reshape(-1, 3))[0]
+    return fit_probe_to_features(image_features(components, rgba), np.degrees(polar_rad), ridge)
+
+
+def estimate_polar_by_probe(
+    components: models.Zero123Components, probe: ElevationProbe, input_rgba: UInt8[np.ndarray, "S S 4"]
+) -> float:
+    """The input view's polar angle in degrees, read out of the model's embedding of it by `probe`."""
+    return float(probe.predict(image_features(components, input_rgba[None]))[0])
+
+
+def save_probe(probe: ElevationProbe, model_dir: str | Path) -> Path:
+    """Write `probe` into a model folder as `PROBE_FILE` (atomically); returns its path."""
+    path = Path(model_dir) / PROBE_FILE
+    files.write_json_atomic(path, probe.to_dict())
+    return path
+
+
+def load_probe(model_dir: str | Path, feature_dim: int | None = None) -> ElevationProbe | None:
+    """The probe stored in a model folder, or None if it has none; a malformed file is a `ValueError` naming it.
+
+    `feature_dim`: the model's embedding width (`Zero123Components.summary()["clip_dim"]`), checked when given.
+    """
+    path = Path(model_dir) / PROBE_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        arrays = [np.asarray(raw[key], np.float64) for key in ("mean", "scale", "weights")]
+        probe = ElevationProbe(*arrays, ridge=float(raw["ridge"]), train_views=int(raw["train_views"]))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not an elevation probe ({err}): remove it, or rerun stage 02") from err
+    dim = len(probe.mean)
+    if probe.scale.shape != (dim,) or probe.weights.shape != (dim + 1, 2) or not np.all(np.isfinite(probe.weights)):
+        raise ValueError(f"{path} is malformed: mean {probe.mean.shape}, scale {probe.scale.shape}, weights "
+                         f"{probe.weights.shape} (expected (D,), (D,), (D + 1, 2), finite)")  # fmt: skip
+    if feature_dim is not None and dim != feature_dim:
+        raise ValueError(f"{path} reads {dim}-d embeddings but the model's are {feature_dim}-d: it belongs to "
+                         "another model; remove it, or rerun stage 02")  # fmt: skip
+    return probe
+
+
+def probe_error(
+    components: models.Zero123Components, probe: ElevationProbe, views: data.MultiViewSet
+) -> dict[str, float]:
+    """The probe's mean absolute error in degrees on every view of `views` (`mae_deg`), beside always answering
+    these views' own mean polar angle (`mean_angle_mae_deg`: an oracle constant, the hardest one to beat)."""
+    rgba = views.rgba.reshape(-1, *views.rgba.shape[2:])
+    true = np.degrees(cameras.cartesian_to_spherical(views.camera_centers.reshape(-1, 3))[0])
+    estimate = probe.predict(image_features(components, rgba))
+    return {"mae_deg": float(np.abs(estimate - true).mean()),
+            "mean_angle_mae_deg": float(np.abs(true.mean() - true).mean()), "views": len(true)}  # fmt: skip

@@ -2,7 +2,7 @@
 
 The paper's promise, for a user's own picture. `reconstruct_image` runs the same SJC as stage 04
 (`sjc.reconstruct`: same config, same seed, same code), from an input camera the user gives or the model
-estimates (`elevation.estimate_polar`), and writes into one folder:
+estimates (`elevation`: the model folder's probe, else silhouette consistency), and writes into one folder:
 
     input.png              the prepared input view (the object on white, framed as the renders)
     mesh.glb/.obj/.ply     the coloured mesh in the normalised frame, Z up (`mesh.py`)
@@ -147,6 +147,7 @@ def reconstruct_image(
     model_name: str = "",
     image_name: str | None = None,
     require_mesh: bool = True,
+    elevation_probe: elevation.ElevationProbe | None = None,
 ) -> ImageReconstruction:
     """Reconstruct the object in `image` as a coloured mesh by SJC; resumable in `out_dir` (module docstring).
 
@@ -169,6 +170,8 @@ def reconstruct_image(
         image_name: How errors about the image and the record name it (default: its path).
         require_mesh: False records a field without a surface (`mesh_error` in the record, no `mesh.*` files)
             instead of raising, as stage 04 does for its objects.
+        elevation_probe: How `auto` estimates the polar angle: the model's probe (`elevation.load_probe` of its
+            folder); None: by silhouette consistency (`elevation.estimate_polar`, less accurate).
 
     Raises:
         mesh.EmptyMeshError: the field has no surface at the threshold (the field is kept: rerun with another
@@ -191,10 +194,10 @@ def reconstruct_image(
     prior = fingerprint.components_fingerprint(components)
 
     # 2. The input camera (estimated polar angle: reused from the folder when model, image and seed match)
-    estimate_seconds, estimated = 0.0, polar_deg == "auto"
+    estimate_seconds, estimated, estimator = 0.0, polar_deg == "auto", None
     if estimated:
         estimate_tick = time.perf_counter()
-        polar_deg = _estimate(components, rgba, seed, prior, use_pose, out_dir)
+        polar_deg, estimator = _estimate(components, rgba, seed, prior, use_pose, out_dir, elevation_probe)
         written[ESTIMATE_FILE] = out_dir / ESTIMATE_FILE
         estimate_seconds = time.perf_counter() - estimate_tick
     center = cameras.spherical_to_cartesian(np.radians(polar_deg), np.radians(azimuth_deg), radius)  # (3,)
@@ -234,7 +237,7 @@ def reconstruct_image(
         "image": image_name,
         "model": model_name, "prior_fingerprint": prior,
         "camera": {"polar_deg": float(polar_deg), "azimuth_deg": float(azimuth_deg), "radius": radius,
-                   "polar_estimated": estimated},
+                   "polar_estimated": estimated, "polar_estimator": estimator},
         "settings": {"config": cfg.to_dict(), "seed": seed, "use_pose": use_pose, "object_fraction": object_fraction,
                      "mesh": dataclasses.asdict(mesh_settings), "turntable_frames": turntable_frames},
         "identity": identity, "trained_this_run": trained, **sjc_record,
@@ -300,23 +303,30 @@ def _remove_stale(out_dir: Path, keep: set[str]) -> None:
 
 
 def _estimate(
-    components: models.Zero123Components, rgba: np.ndarray, seed: int, prior: str, use_pose: bool, out_dir: Path
-) -> float:
-    """`elevation.estimate_polar`, or the folder's stored estimate of the same model, image and seed."""
-    key = hashlib.sha256(json.dumps([prior, seed, use_pose, elevation.CANDIDATES_DEG, elevation.AZIMUTH_OFFSETS_DEG])
-                         .encode() + rgba.tobytes()).hexdigest()  # fmt: skip
+    components: models.Zero123Components, rgba: np.ndarray, seed: int, prior: str, use_pose: bool, out_dir: Path,
+    probe: elevation.ElevationProbe | None,
+) -> tuple[float, str]:  # fmt: skip
+    """The polar angle by the probe, or by `elevation.estimate_polar`, or the folder's stored estimate of the same
+    model, image, seed and estimator; and the estimator's name."""
+    estimator = "consistency" if probe is None else "probe"
+    how = [elevation.CANDIDATES_DEG, elevation.AZIMUTH_OFFSETS_DEG] if probe is None else [probe.fingerprint()]
+    key = hashlib.sha256(json.dumps([prior, seed, use_pose, estimator, *how]).encode() + rgba.tobytes()).hexdigest()
     path = out_dir / ESTIMATE_FILE
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
             logger.info("polar angle estimated before (%s): %.1f degrees", path, stored["polar_deg"])
-            return float(stored["polar_deg"])
-    found = elevation.estimate_polar(components, rgba, torch.Generator().manual_seed(seed), use_pose=use_pose)
-    logger.info("estimated polar angle of the input camera: %.1f degrees (elevation %.1f)", found.polar_deg,
-                90.0 - found.polar_deg)  # fmt: skip
-    files.write_json_atomic(path, {"key": key, "polar_deg": found.polar_deg, "scores": found.scores.tolist(),
-                                   "candidates_deg": found.candidates_deg.tolist()})  # fmt: skip
-    return found.polar_deg
+            return float(stored["polar_deg"]), estimator
+    if probe is None:
+        found = elevation.estimate_polar(components, rgba, torch.Generator().manual_seed(seed), use_pose=use_pose)
+        polar_deg, details = found.polar_deg, {"scores": found.scores.tolist(),
+                                               "candidates_deg": found.candidates_deg.tolist()}  # fmt: skip
+    else:
+        polar_deg, details = elevation.estimate_polar_by_probe(components, probe, rgba), {}
+    logger.info("estimated polar angle of the input camera (%s): %.1f degrees (elevation %.1f)", estimator, polar_deg,
+                90.0 - polar_deg)  # fmt: skip
+    files.write_json_atomic(path, {"key": key, "polar_deg": polar_deg, "estimator": estimator, **details})
+    return polar_deg, estimator
 
 
 def _write_png(path: Path, pixels: UInt8[np.ndarray, "H W C"] | Float[np.ndarray, "H W C"]) -> Path:
