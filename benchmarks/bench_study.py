@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from zero1to3 import cli, files, progress
+from zero1to3 import files, progress, stages
 
 BUDGET_MINUTES = 90.0  # the default study on the 2-core machine (README, issue 7)
 
@@ -49,7 +49,7 @@ def cpu_model() -> str:
 def stage_times(folder: Path) -> dict[str, dict]:
     """Per stage: minutes, start and end, and its three slowest cells (first line, seconds)."""
     out = {}
-    for stage, name in cli.STAGES.items():
+    for stage, name in stages.STAGES.items():
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run the whole study first (`make study`)")

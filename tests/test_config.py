@@ -154,7 +154,7 @@ def test_a_bad_source_entry_is_one_line_naming_the_entry_and_key(change, message
 
 
 def test_named_evaluation_sets_flow_through_sample_sjc_and_evaluate_params():
-    """Any set name may be given; whether the manifest has it is checked when the stage runs (`cli.check_sets`)."""
+    """Any set name may be given; whether the manifest has it is checked when the stage runs (`stages.check_sets`)."""
     sample = config.stage_config("sample", PARAMS["sample"] | {"sets": ["test", "gso"]})
     assert sample.sets == ["test", "gso"]
     sjc = config.stage_config("sjc", PARAMS["sjc"] | {"objects_per_set": {"gso": 3, "zero_shot": 1}})

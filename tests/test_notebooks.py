@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from zero1to3 import cli
+from zero1to3 import stages
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -30,12 +30,12 @@ def parameter_defaults(nb) -> dict:
 
 
 def test_every_stage_has_its_notebook():
-    assert {nb.name for nb in NOTEBOOKS} == set(cli.STAGES.values())
+    assert {nb.name for nb in NOTEBOOKS} == set(stages.STAGES.values())
 
 
-@pytest.mark.parametrize("stage", list(cli.STAGES))
+@pytest.mark.parametrize("stage", list(stages.STAGES))
 def test_parameters_cell_defaults_equal_params_yaml(stage):
-    nb = nbformat.read(REPO / "notebooks" / cli.STAGES[stage], as_version=4)
+    nb = nbformat.read(REPO / "notebooks" / stages.STAGES[stage], as_version=4)
     params = yaml.safe_load((REPO / "params.yaml").read_text())[stage]
     assert parameter_defaults(nb) == params
     source = parameters_cell(nb).source
@@ -50,7 +50,7 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "\n> " in nb.cells[0].source  # nbdev-style one-line subtitle
-    assert nb.metadata["kernelspec"]["name"] == cli.KERNEL_NAME
+    assert nb.metadata["kernelspec"]["name"] == stages.KERNEL_NAME
     for cell in (c for c in nb.cells if c.cell_type == "code"):
         assert not cell.get("outputs"), "outputs belong in results/notebooks/, not in notebooks/"
         assert len(cell.source.splitlines()) <= 15, f"cell over 15 lines:\n{cell.source}"  # the parameters cell too
@@ -128,7 +128,7 @@ STAGE_CHECKS = {"render": _check_render, "finetune": _check_finetune, "sample": 
 
 
 def test_stage_checks_cover_every_stage_in_order():
-    assert list(STAGE_CHECKS) == list(cli.STAGES)
+    assert list(STAGE_CHECKS) == list(stages.STAGES)
 
 
 @pytest.mark.xdist_group("blender")
@@ -140,7 +140,8 @@ def test_notebooks_run_in_order_under_smoke_params(tmp_path, subtests):
             if failed is not None:
                 pytest.skip(f"stage {failed!r} failed; stage {stage!r} needs its outputs")
             failed = stage  # until its notebook ran and its checks passed
-            executed = cli.run_stage(stage, params, tmp_path / cli.STAGES[stage], execution_timeout=CELL_TIMEOUT_S)
+            notebook = tmp_path / stages.STAGES[stage]
+            executed = stages.run_stage(stage, params, notebook, execution_timeout=CELL_TIMEOUT_S)
             check(tmp_path, executed)
             failed = None
 
@@ -157,9 +158,10 @@ def test_progress_bars_stay_text_in_a_notebook_executed_by_papermill(tmp_path):
     theirs = (f"from zero1to3 import models\n\nmodels.build_dummy_components().save_pretrained({folder!r})\n"
               f"models.Zero123Components.load_pretrained({folder!r});")  # fmt: skip
     source.cells = [nbformat.v4.new_code_cell(ours), nbformat.v4.new_code_cell(theirs)]
-    source.metadata["kernelspec"] = {"name": cli.KERNEL_NAME, "display_name": cli.KERNEL_NAME, "language": "python"}
+    kernel = stages.KERNEL_NAME
+    source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nbformat.write(source, tmp_path / "bar.ipynb")
-    pm.execute_notebook(tmp_path / "bar.ipynb", tmp_path / "out.ipynb", kernel_name=cli.KERNEL_NAME, cwd=str(REPO),
+    pm.execute_notebook(tmp_path / "bar.ipynb", tmp_path / "out.ipynb", kernel_name=stages.KERNEL_NAME, cwd=str(REPO),
                         progress_bar=False, execution_timeout=CELL_TIMEOUT_S)  # fmt: skip
     raw = (tmp_path / "out.ipynb").read_text()
     assert "widget" not in raw, "widget output or widget state in a notebook executed by papermill"

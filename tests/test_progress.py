@@ -2,7 +2,7 @@
 
 from tqdm.std import tqdm as text_tqdm
 
-from zero1to3 import cli, progress
+from zero1to3 import progress, stages
 
 
 def test_reuse_line_names_what_was_reused_and_where():
@@ -36,7 +36,7 @@ def test_in_the_projects_kernel_a_frontend_gets_a_widget_and_a_batch_run_text():
     """JupyterLab sends `allow_stdin=True`, papermill (nbclient) `False`: the same cell draws a widget, then text."""
     from jupyter_client.manager import start_new_kernel
 
-    manager, client = start_new_kernel(kernel_name=cli.KERNEL_NAME, startup_timeout=120)
+    manager, client = start_new_kernel(kernel_name=stages.KERNEL_NAME, startup_timeout=120)
     try:
         code = "from zero1to3 import progress\nfor _ in progress.bar(range(3), desc='demo'):\n    pass"
         widget = _run_in_kernel(client, code, allow_stdin=True)

@@ -1,14 +1,14 @@
 """Command line: `python -m zero1to3 run <stage>` runs a stage's notebook; `render`, `sample` and `reconstruct`
 serve users.
 
-`run` is the only reader of `params.yaml` (the stage entry point, as `main()` in
-iterative/example-get-started); every library function takes explicit arguments or a config.
-`render --shard K/N` renders one shard of stage 01's object list (a cluster job array) and `render --merge N`
-joins the shards' manifests; then `run render` (or `dvc repro`) reuses every rendered object.
+`run` is `zero1to3.stages` (what `dvc repro` calls, as `python -m zero1to3.stages <stage>`), so that an edit here
+reruns no stage. `render --shard K/N` renders one shard of stage 01's object list (a cluster job array) and
+`render --merge N` joins the shards' manifests; then `run render` (or `dvc repro`) reuses every rendered object.
 `sample IMAGE ...` generates the view of one image from a relative camera with `pipeline.Zero123Pipeline`;
 `reconstruct IMAGE --out DIR` turns it into a coloured mesh by stage 04's SJC (`single_image.reconstruct_image`),
-with stage 04's settings read from the params file. Imports of torch and the model code are inside these commands'
-functions: `run` only starts a kernel, and loading torch first would add seconds to every stage's start for nothing.
+with stage 04's settings read from the params file (`stages.read_params`). Imports of torch and the model code are
+inside these commands' functions: `run` only starts a kernel, and loading torch first would add seconds to every
+stage's start for nothing.
 """
 
 from __future__ import annotations
@@ -16,149 +16,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
-import yaml
+from zero1to3 import config, files, stages
+from zero1to3.stages import read_params
 
-from zero1to3 import config, files
-
-# Stage name -> its notebook; one stage per notebook, in pipeline order.
-STAGES = {
-    "render": "01_render.ipynb",
-    "finetune": "02_finetune.ipynb",
-    "sample": "03_sample.ipynb",
-    "sjc": "04_sjc.ipynb",
-    "evaluate": "05_evaluate.ipynb",
-}
 GIF_FRAME_MS = 200  # `sample --azimuth-sweep`: a 12-view turntable loops in 2.4 s, slow enough to follow
-KERNEL_NAME = "zero1to3"  # registered by the set-up (`make setup`), with HF_HUB_OFFLINE=1 in its environment
-MANIFEST_NAME = "manifest.json"  # `data.MANIFEST_NAME`, which `run` cannot import: data.py loads torch
-SAMPLES_DIR = "samples"  # `outputs.samples_path`: stage 03 writes `<data_dir>/samples/<set>.npz`
 
 logger = logging.getLogger(__name__)
-
-
-def read_params(path: str | Path, stage: str) -> dict[str, Any]:
-    """The `stage` group of a params file, checked against its schema (`config.stage_config`).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        config.ParamsError: malformed YAML (naming the file and line), a missing group, or a group that does not
-            fit its schema (one line per problem, naming `group.key`, the value and the rule).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"params file {path} does not exist")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise config.ParamsError(f"{where}: malformed YAML: {problem}") from None
-    if not isinstance(params, dict):
-        raise config.ParamsError(f"{path}: must map stage names to groups, got {type(params).__name__}")
-    if stage not in params:
-        raise config.ParamsError(f"params file {path} has no group {stage!r}; groups present: {sorted(params)}")
-    try:
-        config.stage_config(stage, params[stage])
-    except config.ParamsError as err:
-        raise config.ParamsError(f"{path}: {err}") from None
-    return params[stage]
-
-
-def run_stage(
-    stage: str, params_path: str | Path, output_notebook: str | Path | None = None, execution_timeout: int | None = None
-) -> Path:
-    """Execute `notebooks/<NN_stage>.ipynb` by papermill with the stage's parameters.
-
-    The executed copy (parameters injected, outputs kept) goes to `<results_dir>/notebooks/` of the stage's group
-    (`results/notebooks/` for `params.yaml`) unless `output_notebook` says otherwise; the notebook runs with the
-    repository root as working folder. Run with any params file but the repository's `params.yaml` (a profile such
-    as `profiles/quick.yaml`), the executed notebook opens with a note naming that file (`mark_profile`).
-    `execution_timeout` is the seconds one cell may run before the stage fails (None: no limit).
-    """
-    import papermill as pm
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)}")
-    parameters = read_params(params_path, stage)  # checked before anything starts or is written
-    root = files.find_project_root()
-    check_sets(stage, parameters, root)
-    if KERNEL_NAME not in KernelSpecManager().find_kernel_specs():
-        raise RuntimeError(f"Jupyter kernel {KERNEL_NAME!r} is not installed; run `make setup` first")
-    source = root / "notebooks" / STAGES[stage]
-    results_dir = root / parameters.get("results_dir", "results")
-    output = Path(output_notebook) if output_notebook else results_dir / "notebooks" / STAGES[stage]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(source, output, parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(root), log_output=True,
-                        execution_timeout=execution_timeout)  # fmt: skip
-    if Path(params_path).resolve() != (root / "params.yaml").resolve():
-        mark_profile(output, Path(params_path))
-    return output
-
-
-def check_sets(stage: str, group: dict[str, Any], root: Path) -> None:
-    """Check that the held-out sets a stage names exist, before its notebook starts.
-
-    `sample.sets` and the keys of `sjc.objects_per_set` must be sets of stage 01's manifest (`val`, `test`,
-    `zero_shot`, or a named evaluation set from `render.sources`); `evaluate.sets` must have been sampled by stage 03.
-    Paths are relative to `root`, where the stages run.
-
-    Raises:
-        FileNotFoundError: the manifest does not exist (stage 01 has not run).
-        config.ParamsError: a set the manifest (or stage 03's samples) lacks, naming it and the sets there are.
-    """
-    if stage in ("sample", "sjc"):
-        names = group["sets"] if stage == "sample" else list(group["objects_per_set"])
-        key = "sets" if stage == "sample" else "objects_per_set"
-        manifest = Path(group["data_dir"]) / MANIFEST_NAME
-        if not (root / manifest).is_file():
-            raise FileNotFoundError(f"no dataset manifest at {manifest}; run stage 01 first (`dvc repro render`)")
-        have = [name for name in json.loads((root / manifest).read_text())["split"] if name != "train"]
-        unknown = [name for name in names if name not in have]
-        if unknown:
-            raise config.ParamsError(
-                f"{stage}.{key}: {', '.join(map(repr, unknown))} not in {manifest}, whose held-out sets are "
-                f"{', '.join(have)} (a named set comes from `render.sources`; rerun stage 01 after adding it)"
-            )
-    elif stage == "evaluate":
-        samples = Path(group["data_dir"]) / SAMPLES_DIR
-        have = sorted(p.stem for p in (root / samples).glob("*.npz"))
-        unknown = [name for name in group["sets"] if name not in have]
-        if unknown:
-            raise config.ParamsError(
-                f"evaluate.sets: {', '.join(map(repr, unknown))} not sampled: {samples} holds "
-                f"{', '.join(have) or 'no samples'} (add the set to `sample.sets` and run stage 03)"
-            )
-
-
-def mark_profile(notebook: str | Path, params_path: Path) -> None:
-    """Open an executed notebook with a note that it ran with `params_path`, not the study's `params.yaml`."""
-    nb = nbformat.read(notebook, as_version=4)
-    note = nbformat.v4.new_markdown_cell(
-        f"> **Run with `{params_path.as_posix()}`, not the study's `params.yaml`.** A different profile: its "
-        "numbers are not the study's results (see the head of that file for what it changes)."
-    )
-    note.metadata["tags"] = ["profile-note"]
-    nb.cells.insert(0, note)
-    nbformat.write(nb, notebook)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zero1to3", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run one pipeline stage's notebook (what `dvc repro` calls)")
-    run.add_argument("stage", choices=list(STAGES))
-    run.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    run.add_argument("--output-notebook", default=None, help="where the executed notebook goes")
+    run = sub.add_parser("run", help="run one pipeline stage's notebook (`python -m zero1to3.stages`, as dvc does)")
+    stages.add_run_arguments(run)
     render = sub.add_parser("render", help="render one shard of stage 01's objects, or merge the shards' manifests")
     add_render_arguments(render)
     sample = sub.add_parser("sample", help="generate novel views of one image (see `sample --help`)")
@@ -171,12 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "run":
-        try:
-            out = run_stage(args.stage, args.params, args.output_notebook)  # checks the params before it starts
-        except (FileNotFoundError, config.ParamsError) as err:  # a user's error: what and where, no traceback
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        logger.info("executed notebook written to %s", out)
+        return stages.run_command(args)
     elif args.command == "render":
         return render_command(args)
     elif args.command == "sample":

@@ -378,7 +378,7 @@ def _held_out(name: str) -> str:
 
 HeldOutSet = Annotated[SetName, AfterValidator(_held_out)]
 """A held-out set of the manifest: `val`, `test`, `zero_shot`, or a named evaluation set from `render.sources`.
-Whether the manifest has it is checked when the stage runs (`cli.check_sets`), not here."""
+Whether the manifest has it is checked when the stage runs (`stages.check_sets`), not here."""
 
 
 class SampleParams(_Group):
