@@ -76,6 +76,12 @@ def test_render_shards_then_merge_give_the_unsharded_manifest(tmp_path, capsys, 
     assert json.loads(expected)["split"]["gso"] == ["gso_shoe"]
 
 
+def _params_with(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # `python -m zero1to3 sample`
 
