@@ -283,7 +283,7 @@ def run(
     command = [sys.executable, __file__, "worker", str(views_path), str(work), str(log), milestones, str(num_test),
                ",".join(eval_sets)]  # fmt: skip
     procs = {v: subprocess.Popen(command[:3] + [v] + command[3:],
-                                 stdout=(out_dir / f"{v}.log").open("w"), stderr=subprocess.STDOUT,
+                                 stdout=(out_dir / f"{v}.log").open("a"), stderr=subprocess.STDOUT,
                                  env=os.environ | {"OMP_NUM_THREADS": str(threads)}) for v in variants}  # fmt: skip
     while time.perf_counter() < deadline and any(p.poll() is None for p in procs.values()):
         time.sleep(5)
