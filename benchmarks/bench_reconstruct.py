@@ -31,12 +31,12 @@ import yaml
 from zero1to3 import cameras, data, evaluate, files, outputs, repro
 
 BAR_SECONDS = 120.0
-MODEL = "models/finetune/pose/model"
 
 
-def run_command(image: Path, out_dir: Path, extra: list[str]) -> dict[str, object]:
+def run_command(image: Path, out_dir: Path, model: Path, extra: list[str]) -> dict[str, object]:
     """Run the command in a subprocess; its wall time (model loading included) and its `reconstruction.json`."""
-    command = [sys.executable, "-m", "zero1to3", "reconstruct", str(image), "--out", str(out_dir), "--model", MODEL]
+    command = [sys.executable, "-m", "zero1to3", "reconstruct", str(image), "--out", str(out_dir),
+               "--model", str(model)]  # fmt: skip
     tick = time.perf_counter()
     done = subprocess.run(command + extra, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - tick
@@ -64,6 +64,7 @@ def main() -> None:
     params = yaml.safe_load(Path(args.params).read_text())
     group, evaluate_seed = params["sjc"], params["evaluate"]["seed"]
     data_dir, sjc_dir, view = Path(group["data_dir"]), Path(group["data_dir"]) / "sjc", int(group["input_view"])
+    model = Path(group["models_dir"]) / "pose" / "model"  # stage 04's prior, as its notebook loads it
     count = min(args.objects, group["objects_per_set"]["zero_shot"])
     object_ids = data.read_manifest(data_dir)["split"]["zero_shot"][:count]
     load_before = os.getloadavg()
@@ -78,9 +79,9 @@ def main() -> None:
         true_camera = ["--keep-framing", f"--polar-deg={polar_deg!r}", f"--azimuth-deg={azimuth_deg!r}",
                        f"--radius={float(radius)!r}"]  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            as_stage = run_command(image, Path(tmp) / "as_stage04", true_camera)
+            as_stage = run_command(image, Path(tmp) / "as_stage04", model, true_camera)
             as_stage["volumetric_iou"] = iou(Path(tmp) / "as_stage04" / "mesh.ply", truth, oid, evaluate_seed)
-            as_user = run_command(image, Path(tmp) / "as_user", ["--polar-deg", "auto"])
+            as_user = run_command(image, Path(tmp) / "as_user", model, ["--polar-deg", "auto"])
             as_user["volumetric_iou"] = iou(Path(tmp) / "as_user" / "mesh.ply", truth, oid, evaluate_seed)
         stage_iou = iou(stage_mesh, truth, oid, evaluate_seed)
         rows.append({"object_id": oid, "true_polar_deg": round(polar_deg, 2),
@@ -95,7 +96,7 @@ def main() -> None:
         "bar_seconds": BAR_SECONDS,
         "bar_met": all(r["as_stage04"]["within_bar"] and r["as_user"]["within_bar"] and r["iou_at_least_stage04"]
                        for r in rows),
-        "objects": rows, "model": MODEL,
+        "objects": rows, "model": model.as_posix(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "environment": repro.environment_info(),
