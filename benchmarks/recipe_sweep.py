@@ -18,7 +18,7 @@ study's.
 
 Training objects are a lever too (issue 13): `pack --extra every=DIR` adds a second data folder's `train` and `test`
 splits as the sets `every_train` and `every_test` (e.g. the procedural everyday objects of
-`scripts/everyday_objects.py`, rendered by stage 01's code into DIR), and the `mix_*` and `every_*` variants train on
+`lib/zero1to3/everyday.py`, rendered by stage 01's code into DIR), and the `mix_*` and `every_*` variants train on
 them. `run --eval-sets test,every_test,zero_shot` scores every milestone on each named set (default: `test`).
 
     python benchmarks/recipe_sweep.py everyday --count 400 --num-test 60 --out .sweep/every_data   # meshes, renders
@@ -30,7 +30,6 @@ them. `run --eval-sets test,every_test,zero_shot` scores every milestone on each
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import signal
@@ -46,6 +45,7 @@ import torch
 import yaml
 
 from zero1to3 import autoencoder, cameras, checkpoints, data, evaluate, models, objects, render, sample, train
+from zero1to3 import everyday as everyday_objects
 from zero1to3.config import FinetuneConfig, RenderConfig, TinyModelSizes
 
 MILESTONES = (500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000, 48000, 64000)
@@ -96,19 +96,24 @@ def pack(data_dir: str, out: str, extra: dict[str, str] | None = None) -> None:
 
 
 def everyday(out: str, count: int, num_test: int, seed: int = 0, workers: int = 1) -> None:
-    """Write `count` procedural everyday objects (scripts/everyday_objects.py) and render them with params.yaml's
+    """Write `count` procedural everyday objects (lib/zero1to3/everyday.py) and render them with params.yaml's
     render settings into `out`, `num_test` of them (a seeded draw) as `test`, the rest as `train`."""
-    spec = importlib.util.spec_from_file_location("everyday_objects", REPO / "scripts" / "everyday_objects.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.write_everyday_objects(Path(out) / "meshes", count, seed)
+    everyday_objects.write_everyday_objects(Path(out) / "meshes", count, seed)
     sources = objects.folder_sources(Path(out) / "meshes", "*.ply", "Z", prefix="every_")
     ids = [s.object_id for s in sources]
     test = set(np.random.default_rng(seed).permutation(ids)[:num_test].tolist())
     split = {"train": [i for i in ids if i not in test], "test": [i for i in ids if i in test]}
     group = yaml.safe_load((REPO / "params.yaml").read_text())["render"]
     cfg = RenderConfig.from_dict(
-        group | {"data_dir": out, "num_train": 0, "num_val": 0, "num_test": 0, "zero_shot": []}
+        group
+        | {
+            "data_dir": out,
+            "num_train": 0,
+            "num_val": 0,
+            "num_test": 0,
+            "everyday": {"train": 0, "test": 0},
+            "zero_shot": [],
+        }
     )
     summary = render.render_objects(sources, split, cfg, num_workers=workers)
     print(

@@ -72,6 +72,8 @@ def test_render_shards_then_merge_give_the_unsharded_manifest(tmp_path, capsys, 
     assert cli.main(["render", "--merge", "4", "--params", str(params)]) == 2  # a fourth job never ran
     assert "manifest.shard-4-of-4.json" in capsys.readouterr().err
     assert cli.main(["render", "--merge", "3", "--params", str(params)]) == 0
+    # the same but for where the everyday objects' meshes were written (each data folder has its own)
+    expected = expected.replace(str(tmp_path / "whole" / render.EVERYDAY_DIR), str(tmp_path / "sharded" / "everyday"))
     assert (tmp_path / "sharded" / "manifest.json").read_text() == expected
     assert json.loads(expected)["split"]["gso"] == ["gso_shoe"]
 

@@ -83,7 +83,8 @@ def _check_render(root: Path, executed: Path) -> None:
     for name in ("contact_sheet.png", "camera_positions.png", "camera_angles.png", "env.json"):
         assert (root / "results" / "render" / name).stat().st_size > 0, name
     metrics = json.loads((root / "results" / "metrics" / "render.json").read_text())
-    assert metrics["objects_train"] == 3 and metrics["objects_zero_shot"] == 1 and metrics["views_total"] == 12
+    assert metrics["objects_train"] == 3 + 2 and metrics["objects_train_everyday"] == 2  # random shapes, everyday
+    assert metrics["objects_every_test"] == 1 and metrics["objects_zero_shot"] == 1 and metrics["views_total"] == 18
     assert json.loads((root / "data" / "manifest.json").read_text())["split"]["zero_shot"] == ["duck"]
 
 

@@ -42,7 +42,8 @@ def _cfg(tmp, **overrides):
     from zero1to3.config import RenderConfig
 
     values = dict(
-        seed=0, num_train=2, num_val=0, num_test=0, zero_shot=[], sources=[], num_views=2, resolution_px=16,
+        seed=0, num_train=2, num_val=0, num_test=0, everyday={"train": 0, "test": 0}, zero_shot=[], sources=[],
+        num_views=2, resolution_px=16,
         samples_per_pixel=4, radius_min=1.5, radius_max=2.2, polar_min_deg=0.0, polar_max_deg=180.0,
         data_dir=str(tmp / "data"), results_dir=str(tmp / "res"),
     )  # fmt: skip
@@ -462,3 +463,45 @@ def test_bad_render_sources_fail_before_anything_renders(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="'green_ball' .* is already in the split"):
         render.render_dataset(_cfg(tmp_path, sources=twice), progress=False)
     assert not (tmp_path / "data" / data.MANIFEST_NAME).exists()
+
+
+# --- the procedural everyday objects ---------------------------------------------------------------------------------
+
+
+def test_everyday_sources_split_a_seeded_draw_and_keep_only_this_counts_meshes(tmp_path):
+    cfg = _cfg(tmp_path, everyday={"train": 4, "test": 2})
+    extra = render.everyday_sources(cfg)
+    train, held_out = ([s.object_id for s in extra[name]] for name in ("train", render.EVERYDAY_TEST_SET))
+    assert len(train) == 4 and len(held_out) == 2 and not set(train) & set(held_out)
+    assert all(oid.startswith("every_") for oid in train + held_out)
+    folder = tmp_path / "data" / render.EVERYDAY_DIR
+    before = {p.name: p.read_bytes() for p in folder.glob("*.ply")}
+    again = render.everyday_sources(cfg)  # written again, byte for byte, the same draw
+    assert {p.name: p.read_bytes() for p in folder.glob("*.ply")} == before and again == extra
+    fewer = render.everyday_sources(dataclasses.replace(cfg, everyday={"train": 1, "test": 1}))
+    assert len(list(folder.glob("*.ply"))) == 2 and sum(map(len, fewer.values())) == 2  # no mesh of the larger count
+    other_seed = render.everyday_sources(dataclasses.replace(cfg, seed=1))
+    assert [s.object_id for s in other_seed[render.EVERYDAY_TEST_SET]] != held_out or train != [
+        s.object_id for s in other_seed["train"]]  # fmt: skip
+    assert render.everyday_sources(dataclasses.replace(cfg, everyday={"train": 0, "test": 0})) == {}
+
+
+def test_everyday_objects_render_into_train_and_every_test_and_an_edited_generator_renders_again(tmp_path, monkeypatch):
+    """A finished object is reused only while its mesh file is unchanged (by SHA-256): an edit to `everyday.py` that
+    changes the meshes renders them again under the same ids, where settings alone would have reused stale views."""
+    from zero1to3 import everyday
+
+    cfg = _cfg(tmp_path, num_train=0, everyday={"train": 1, "test": 1}, num_views=1)
+    first = render.render_dataset(cfg, progress=False)
+    assert len(first.split["train"]) == 1 and len(first.split[render.EVERYDAY_TEST_SET]) == 1
+    assert render.dataset_metrics(first, cfg)["objects_train_everyday"] == 1
+    (oid,) = first.split["train"]
+    meta = json.loads((tmp_path / "data" / "renders" / oid / render.META_NAME).read_text())
+    mesh_file = Path(cfg.data_dir) / render.EVERYDAY_DIR / f"{oid.removeprefix(render.EVERYDAY_PREFIX)}.ply"
+    assert meta["mesh_sha256"] == render.mesh_sha256(objects.ObjectSource(oid, mesh_file, None))
+    assert {r.status for r in render.render_dataset(cfg, progress=False).results} == {"cached"}
+    monkeypatch.setattr(everyday, "colour", lambda rng, saturation=(0.35, 0.9): np.array([255.0, 0.0, 0.0]))
+    edited = render.render_dataset(cfg, progress=False)
+    assert {r.status for r in edited.results} == {"ok"}
+    view = data.load_object(cfg.data_dir, oid).rgba[0].astype(float)
+    assert view[view[..., 3] > 250][:, 0].mean() > view[view[..., 3] > 250][:, 2].mean()  # the new, red one

@@ -239,3 +239,38 @@ def test_a_resumed_run_keeps_what_the_checkpoint_callback_drew_before_the_kill(s
     for step in (2, 4):
         np.testing.assert_array_equal(resumed_previews.images[step], straight.images[step])
     assert train.run_seconds(resumed.history) >= sum(r["seconds"] for r in resumed.history[2:])
+
+
+def test_a_kill_between_a_checkpoint_and_its_callback_runs_the_callback_again_on_resume(setup, tmp_path, monkeypatch):
+    """Killed after the last checkpoint was saved but before its previews were: the resumed run (which has no step
+    left to train) draws them, from the restored EMA weights, and ends as the uninterrupted run ended."""
+    components, views, latents = setup
+    cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
+    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
+
+    def previews():
+        return train.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
+
+    straight = previews()
+    train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False, on_checkpoint=straight)
+
+    class DiesAtStep4(train.CheckpointPreviews):
+        def __call__(self, components, step):
+            if step == 4:
+                raise KeyboardInterrupt("simulated kill in the callback of step 4")
+            super().__call__(components, step)
+
+    dies = DiesAtStep4(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=dies)
+    assert train.latest_checkpoint(tmp_path / "b").name.endswith("000004.pt")  # the checkpoint was saved
+    resumed_previews = previews()
+    resumed = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=resumed_previews)
+    assert resumed.resumed_from_step == 4
+    assert sorted(resumed_previews.images) == [2, 4]
+    for step in (2, 4):
+        np.testing.assert_array_equal(resumed_previews.images[step], straight.images[step])
+    again = previews()  # the state of step 4 is saved now: a second resume restores it without drawing
+    monkeypatch.setattr(train.CheckpointPreviews, "__call__", lambda *a: pytest.fail("drew again"))
+    train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=again)
+    assert sorted(again.images) == [2, 4]

@@ -94,6 +94,17 @@ class ObjectSourceEntry(pydantic.BaseModel):
     """A flat colour for untextured meshes (e.g. STL); left out or null keeps textures and vertex colours."""
 
 
+class EverydayCounts(pydantic.BaseModel):
+    """`render.everyday`: how many procedural everyday objects stage 01 writes and renders."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    train: NonNegativeInt
+    """Added to the training split, beside the random URDF shapes."""
+    test: NonNegativeInt
+    """Held out as the named evaluation set `every_test` (never trained on)."""
+
+
 @pydantic.dataclasses.dataclass(frozen=True, config=_STRICT)
 class RenderConfig(_FromDict):
     """Stage 01: render the multi-view dataset."""
@@ -106,6 +117,9 @@ class RenderConfig(_FromDict):
     """Procedural objects in the validation split."""
     num_test: NonNegativeInt
     """Procedural objects in the test split (held out)."""
+    everyday: EverydayCounts
+    """Procedural everyday objects (`everyday.py`: mugs, chairs, cars..., parts in their own colours, with a front and
+    an up): how many to train on and to hold out."""
     zero_shot: list[str]
     """Named everyday objects rendered for zero-shot evaluation (keys of `objects.ZERO_SHOT_OBJECTS`)."""
     sources: list[ObjectSourceEntry]

@@ -9,7 +9,8 @@ each view the paper's 3x4 world-to-camera matrix. Layout of `data_dir`:
         000.png ... NNN.png       RGBA, alpha 0 off the object
         000.npy ... NNN.npy       3x4 world-to-camera (Blender camera axes, see `cameras`)
         mesh.obj (+ .mtl, texture) the normalised mesh as rendered (ground truth for 3D metrics)
-        meta.json                 spherical coordinates per view, lighting, settings
+        meta.json                 spherical coordinates per view, lighting, settings, the mesh file's SHA-256
+    everyday/<category>_NNNN.ply  the procedural everyday objects (`everyday.py`), written by `everyday_sources`
 
 Identical settings write byte-identical files (no timings or dates in any of them): `data/renders`
 and the manifest are DVC outputs, and a changed hash would rerun every later stage.
@@ -17,7 +18,8 @@ and the manifest are DVC outputs, and a changed hash would rerun every later sta
 Each object is rendered into `<object_id>.partial/` and swapped into place when complete (the old
 folder, if any, is renamed aside to `<object_id>.replaced/` first and removed after), so a killed run
 leaves no half-written object under its final name, and an object is only replaced by a render that
-succeeded. A rerun skips finished objects whose settings match and redoes the rest.
+succeeded. A rerun skips finished objects whose settings and mesh file (by SHA-256) match and redoes the rest, so
+an edited mesh, or an edit to the everyday objects' generator, renders again.
 
 Sharding (a cluster's job array over a large object list): job K of N (`python -m zero1to3 render --shard K/N`)
 renders `objects.shard` K-1 of the object list into the same `renders/` and writes `manifest.shard-K-of-N.json`
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -53,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from zero1to3 import cameras, files, objects
+from zero1to3 import cameras, everyday, files, objects
 from zero1to3 import progress as zprogress
 from zero1to3.config import ObjectSourceEntry, RenderConfig
 from zero1to3.data import MANIFEST_NAME, RENDERS_DIR
@@ -71,6 +74,11 @@ SHOWN_ERRORS = 3
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_METADATA_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"tIME")
 """PNG chunks that carry text and time, not pixels: Cycles writes its render times there."""
+EVERYDAY_DIR = "everyday"
+"""Under `data_dir`: the procedural everyday objects' meshes (`everyday_sources`)."""
+EVERYDAY_PREFIX = "every_"
+EVERYDAY_TEST_SET = "every_test"
+"""The named evaluation set of the held-out everyday objects."""
 
 
 class RenderError(RuntimeError):
@@ -142,8 +150,8 @@ def render_dataset(
     shard: tuple[int, int] | None = None,
     num_workers: int = 1,
 ) -> RenderSummary:
-    """Render every object of the split given by `cfg` (its `sources` included), plus `extra_sources`; write the
-    manifest.
+    """Render every object of the split given by `cfg` (its everyday objects and `sources` included), plus
+    `extra_sources`; write the manifest.
 
     Args:
         extra_sources: Set name -> objects (`objects.folder_sources`), after those of `cfg.sources`: appended to
@@ -153,13 +161,44 @@ def render_dataset(
         num_workers: Blender processes sharing the CPU's cores (`render_objects`).
     """
     split = objects.make_split(cfg.num_train, cfg.num_val, cfg.num_test, list(cfg.zero_shot), cfg.seed)
-    extra = config_sources(cfg.sources)
-    for name, group in (extra_sources or {}).items():
+    extra = everyday_sources(cfg)
+    for name, group in [*config_sources(cfg.sources).items(), *(extra_sources or {}).items()]:
         extra.setdefault(name, []).extend(group)
     split = objects.add_sources(split, extra)
     by_id = {s.object_id: s for group in extra.values() for s in group}
     sources = [by_id[oid] if oid in by_id else objects.source_for(oid) for ids in split.values() for oid in ids]
     return render_objects(sources, split, cfg, progress=progress, shard=shard, num_workers=num_workers)
+
+
+def everyday_sources(cfg: RenderConfig) -> dict[str, list[objects.ObjectSource]]:
+    """The procedural everyday objects of `cfg`, as `objects.add_sources` takes them.
+
+    Writes `everyday.train + everyday.test` of them (`everyday.write_everyday_objects`, seeded by `cfg.seed`:
+    the same bytes every run) into `<data_dir>/everyday/`, removing meshes of an earlier, larger count; then draws
+    `everyday.test` (seeded) as the set `every_test` and puts the rest in `train`. Ids are `every_<file stem>`.
+    """
+    count = cfg.everyday.train + cfg.everyday.test
+    if count == 0:
+        return {}
+    folder = Path(cfg.data_dir) / EVERYDAY_DIR
+    written = set(everyday.write_everyday_objects(folder, count, cfg.seed))
+    for stale in folder.glob("*.ply"):
+        if stale not in written:
+            stale.unlink()
+    sources = objects.folder_sources(folder, "*.ply", "Z", prefix=EVERYDAY_PREFIX)
+    ids = [s.object_id for s in sources]
+    held_out = set(np.random.default_rng(cfg.seed).permutation(ids)[: cfg.everyday.test].tolist())
+    return {"train": [s for s in sources if s.object_id not in held_out],
+            EVERYDAY_TEST_SET: [s for s in sources if s.object_id in held_out]}  # fmt: skip
+
+
+def mesh_sha256(source: objects.ObjectSource) -> str | None:
+    """SHA-256 of the object's mesh file (a finished render is reused only while its mesh is unchanged); None if it
+    cannot be read (the render then reports why, as an object error)."""
+    try:
+        return hashlib.sha256(Path(source.mesh_path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def config_sources(entries: list[ObjectSourceEntry]) -> dict[str, list[objects.ObjectSource]]:
@@ -225,7 +264,7 @@ def render_objects(
     settings = cfg.render_settings()
     todo, results = [], []
     for source in sources:
-        if _is_finished(renders / source.object_id, settings):
+        if _is_finished(renders / source.object_id, settings, mesh_sha256(source)):
             results.append(ObjectResult(source.object_id, "cached", None, 0.0, 0))
         else:
             todo.append(source)
@@ -346,8 +385,9 @@ def _all_failed_message(results: list[ObjectResult], renders: Path) -> str:
     )
 
 
-def _is_finished(folder: Path, settings: dict[str, Any]) -> bool:
-    """Whether `folder` holds an object finished earlier with `settings` (it is never changed here)."""
+def _is_finished(folder: Path, settings: dict[str, Any], mesh_digest: str | None) -> bool:
+    """Whether `folder` holds an object finished earlier with `settings` from a mesh file of SHA-256 `mesh_digest`
+    (it is never changed here)."""
     meta_path = folder / META_NAME
     if not meta_path.is_file():  # not rendered, or an object folder without its meta (e.g. written by hand)
         return False
@@ -355,7 +395,8 @@ def _is_finished(folder: Path, settings: dict[str, Any]) -> bool:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError:  # damaged by hand: render again (the folder is replaced only on success)
         return False
-    return meta.get("settings") == settings and all(
+    same = mesh_digest is not None and meta.get("settings") == settings and meta.get("mesh_sha256") == mesh_digest
+    return same and all(
         (folder / f"{i:03d}.{ext}").is_file() for i in range(settings["num_views"]) for ext in ("png", "npy")
     )
 
@@ -580,6 +621,7 @@ def render_object(source: objects.ObjectSource, out_dir: Path, cfg: RenderConfig
         "settings": cfg.render_settings(),
         "fov_deg": cameras.FOV_DEG,
         "color_rgba": source.color_rgba,
+        "mesh_sha256": mesh_sha256(source),
         "lighting": light,
         "polar_deg": np.degrees(polar).tolist(),
         "azimuth_deg": np.degrees(azimuth).tolist(),
@@ -635,6 +677,7 @@ def dataset_metrics(summary: RenderSummary, cfg: RenderConfig) -> dict[str, floa
     views = cfg.num_views * len(done)
     rendered = [r for r in summary.results if r.status == "ok"]
     metrics: dict[str, float] = {f"objects_{name}": len(ids) for name, ids in summary.split.items()}
+    metrics["objects_train_everyday"] = sum(oid.startswith(EVERYDAY_PREFIX) for oid in summary.split.get("train", []))
     metrics |= {
         "objects_failed": len(summary.failed),
         "views_per_object": cfg.num_views,

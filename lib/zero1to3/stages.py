@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import yaml
 
 from zero1to3 import config, files
@@ -137,6 +136,8 @@ def check_sets(stage: str, group: dict[str, Any], root: Path) -> None:
 
 def mark_profile(notebook: str | Path, params_path: Path) -> None:
     """Open an executed notebook with a note that it ran with `params_path`, not the study's `params.yaml`."""
+    import nbformat  # here, not at the top: it costs the command line 3 s of start-up (jsonschema's checkers)
+
     nb = nbformat.read(notebook, as_version=4)
     note = nbformat.v4.new_markdown_cell(
         f"> **Run with `{params_path.as_posix()}`, not the study's `params.yaml`.** A different profile: its "

@@ -219,9 +219,8 @@ def fit(
         noise_gen.set_state(state["noise_generator"])
         history, start_step = state["history"], state["step"]
         logger.info("resuming from %s (step %d of %d)", latest_checkpoint(out_dir), start_step, cfg.max_steps)
-        callback_state = _load_callback_state(out_dir, start_step)
-        if callback_state is not None and hasattr(on_checkpoint, "load_state_dict"):
-            on_checkpoint.load_state_dict(callback_state)  # e.g. the previews drawn before the kill
+        if on_checkpoint is not None:
+            _resume_callback(on_checkpoint, out_dir, start_step, components, cfg, ema, accelerator)
 
     bar = zprogress.bar(range(start_step, cfg.max_steps), initial=start_step, total=cfg.max_steps, desc="train",
                unit="step", disable=not progress or not accelerator.is_local_main_process, mininterval=5)  # fmt: skip
@@ -321,9 +320,34 @@ def _save_callback_state(out_dir: Path, step: int, state: dict[str, Any]) -> Non
             old.unlink()
 
 
-def _load_callback_state(out_dir: Path, step: int) -> dict[str, Any] | None:
-    path = checkpoints.path_for(Path(out_dir) / CHECKPOINT_DIR, CALLBACK_PREFIX, step)
-    return checkpoints.load(path) if path.is_file() else None
+def _load_callback_state(out_dir: Path, step: int) -> tuple[int, dict[str, Any]] | None:
+    """`(its step, state)` of the callback's state saved with the checkpoint of `step`, else of the newest one saved
+    before it; None if there is none."""
+    saved = {int(p.stem.removeprefix(f"{CALLBACK_PREFIX}_")): p
+             for p in (Path(out_dir) / CHECKPOINT_DIR).glob(f"{CALLBACK_PREFIX}_*.pt")}  # fmt: skip
+    earlier = [s for s in saved if s <= step]
+    return (max(earlier), checkpoints.load(saved[max(earlier)])) if earlier else None
+
+
+def _resume_callback(on_checkpoint: Callable[[models.Zero123Components, int], None], out_dir: Path, step: int,
+                     components: models.Zero123Components, cfg: FinetuneConfig, ema: EMAModel,
+                     accelerator: Accelerator) -> None:  # fmt: skip
+    """Restore the callback as it was after the checkpoint of `step` (e.g. the previews drawn before a kill).
+
+    A kill between the checkpoint and its callback leaves the callback's state of an earlier checkpoint only: that
+    one is restored and the callback runs again for `step`, so the resumed run ends as an uninterrupted one.
+    """
+    if not hasattr(on_checkpoint, "state_dict"):
+        return
+    saved = _load_callback_state(out_dir, step)
+    if saved is not None and hasattr(on_checkpoint, "load_state_dict"):
+        on_checkpoint.load_state_dict(saved[1])
+    if saved is None or saved[0] < step:
+        logger.info("running the checkpoint callback of step %d again: the run stopped before it had finished", step)
+        with _ema_weights(ema, _ema_modules(components, cfg)):
+            on_checkpoint(components, step)
+        if accelerator.is_main_process:
+            _save_callback_state(out_dir, step, on_checkpoint.state_dict())
 
 
 def run_seconds(history: list[dict[str, float]]) -> float:

@@ -1,23 +1,22 @@
 """Procedural everyday objects: mugs, bottles, chairs, cars..., each part in its own colour, written as PLY meshes.
 
-    python scripts/everyday_objects.py OUT_FOLDER [--count 400] [--seed 0]
-
-Issue 13's lever "training objects that look like the everyday world": the default study trains on pybullet's
-random URDF shapes, one flat colour each, and its no-pose baseline comes within a fraction of a dB of the
-posed model. These objects have what the paper's Objaverse training set has and the random shapes lack: parts
-that sit on one side (a mug's handle, a chair's back, a car's windscreen, a house's door), faces of different
-colours, and the symmetries of made things (lathe-turned bottles, four table legs), so that what a novel view
-shows depends on the camera and can be predicted from one view.
+Stage 01 renders them beside pybullet's random URDF shapes (`render.everyday.train` of them to train on,
+`render.everyday.test` held out as the set `every_test`; `render.everyday_sources`). The random shapes have one
+flat colour and no front or up, so one view says little about the others and the pose has little to add; these
+objects have what the paper's Objaverse training set has and the random shapes lack: parts that sit on one side
+(a mug's handle, a chair's back, a car's windscreen, a house's door), faces of different colours, and the symmetries
+of made things (lathe-turned bottles, four table legs), so that what a novel view shows depends on the camera and can
+be predicted from one view (measured: docs/recipe-experiments.md).
 
 Every object is `trimesh` primitives and surfaces of revolution, one flat colour per part (vertex colours, parts
-unwelded so colours stay sharp), Z up, seeded: the same `--seed` and `--count` write the same files. Files are
-`OUT_FOLDER/<category>_<nnnn>.ply`; `render.sources` reads them (`glob: "*.ply"`, `up_axis: Z`), and
-`objects.normalize_mesh` centres and scales each into the unit cube as any other source.
+unwelded so colours stay sharp), Z up, seeded: the same `seed` and `count` write the same bytes. Files are
+`<folder>/<category>_<nnnn>.ply`; `objects.folder_sources` reads them (`*.ply`, up axis Z), and
+`objects.normalize_mesh` centres and scales each into the unit cube as any other source. Their categories overlap
+the zero-shot set's (a YCB mug is still never trained on, as Objaverse holds mugs and GSO is the paper's zero-shot set).
 """
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 from collections.abc import Callable
 from pathlib import Path
@@ -289,17 +288,3 @@ def write_everyday_objects(out: str | Path, count: int, seed: int = 0) -> list[P
         mesh.export(path)
         written.append(path)
     return written
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out")
-    parser.add_argument("--count", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    files = write_everyday_objects(args.out, args.count, args.seed)
-    print(f"wrote {len(files)} objects ({len(CATEGORIES)} categories) to {args.out}")
-
-
-if __name__ == "__main__":
-    main()

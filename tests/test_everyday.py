@@ -1,24 +1,18 @@
-"""scripts/everyday_objects.py: procedural everyday objects, seeded, parts in their own colours, read as a source."""
+"""zero1to3.everyday: procedural everyday objects, seeded, parts in their own colours, read as a source."""
 
 import numpy as np
 import trimesh
 
-from conftest import load_script
-from zero1to3 import objects
-
-
-def _script():
-    return load_script("scripts/everyday_objects.py")
+from zero1to3 import everyday, objects
 
 
 def test_every_category_is_written_once_per_turn_and_the_same_seed_writes_the_same_files(tmp_path):
-    script = _script()
-    count = len(script.CATEGORIES) + 2
-    first = script.write_everyday_objects(tmp_path / "a", count, seed=3)
-    again = script.write_everyday_objects(tmp_path / "b", count, seed=3)
-    other = script.write_everyday_objects(tmp_path / "c", 2, seed=4)
-    assert [p.name for p in first][: len(script.CATEGORIES)] == [
-        f"{name}_{i:04d}.ply" for i, name in enumerate(script.CATEGORIES)
+    count = len(everyday.CATEGORIES) + 2
+    first = everyday.write_everyday_objects(tmp_path / "a", count, seed=3)
+    again = everyday.write_everyday_objects(tmp_path / "b", count, seed=3)
+    other = everyday.write_everyday_objects(tmp_path / "c", 2, seed=4)
+    assert [p.name for p in first][: len(everyday.CATEGORIES)] == [
+        f"{name}_{i:04d}.ply" for i, name in enumerate(everyday.CATEGORIES)
     ]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, again, strict=True))
     assert first[0].read_bytes() != other[0].read_bytes()
@@ -27,10 +21,9 @@ def test_every_category_is_written_once_per_turn_and_the_same_seed_writes_the_sa
 def test_objects_load_as_a_folder_source_with_parts_in_several_colours(tmp_path):
     """What render reads: every object a mesh in the unit cube, with vertex colours; most have several colours,
     and a package's front has its own colour (the pose shows in the colours, not only in the outline)."""
-    script = _script()
-    script.write_everyday_objects(tmp_path, len(script.CATEGORIES), seed=0)
+    everyday.write_everyday_objects(tmp_path, len(everyday.CATEGORIES), seed=0)
     sources = objects.folder_sources(tmp_path, "*.ply", "Z", prefix="every_")
-    assert len(sources) == len(script.CATEGORIES) and sources[0].object_id.startswith("every_")
+    assert len(sources) == len(everyday.CATEGORIES) and sources[0].object_id.startswith("every_")
     colours = {}
     for source in sources:
         mesh = objects.load_normalised_mesh(source)
