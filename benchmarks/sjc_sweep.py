@@ -1,0 +1,171 @@
+"""Sweep stage 04's SJC settings against issue 13's 3D target: does SJC beat SJC-I?
+
+For each variant (overrides of `params.yaml`'s `sjc.config`) every object stage 04 reconstructs (its
+`objects_per_set`, or `--objects`) is reconstructed with both priors, as stage 04 does it (`reconstruction.
+reconstruct_object`: stage 02's model for SJC, its no-pose baseline for SJC-I, the same seed), scored against the
+true mesh as stage 05 scores it (volumetric IoU, Chamfer), and SJC is paired with SJC-I per object (mean difference,
+95% bootstrap interval), per set and over all objects.
+
+Runs are jobs (variant, method, object) in `--workers` processes of one torch thread each (the 2-core machine: 2).
+Each is resumable where it was: a finished mesh made from the same prior, input, seed and config is reused, a killed
+one resumes from its checkpoints, under `--work/<variant>/`. Stage 04's own meshes (`data/sjc/`) are only read.
+
+    python benchmarks/sjc_sweep.py run --variants default,g10,g3 [--objects test=8,zero_shot=7] \\
+        [--work .sweep/sjc] [--out results/benchmarks/sjc_sweep.json] [--workers 2]
+    python benchmarks/sjc_sweep.py run --variant mine guidance_scale=20 lambda_input=1000 ...
+
+Variants by name are in `VARIANTS`; `--variant NAME KEY=VALUE ...` adds one of your own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from zero1to3 import data, evaluate, files, metrics, models, outputs, reconstruction, repro
+from zero1to3 import progress as zprogress
+from zero1to3.config import SJCConfig
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},  # stage 04's settings (SJC's guidance 100)
+    "g30": {"guidance_scale": 30.0},
+    "g10": {"guidance_scale": 10.0},
+    "g3": {"guidance_scale": 3.0},  # threestudio's zero123 guidance scale
+    "input1e3": {"lambda_input": 1.0e3, "lambda_input_mask": 1.0e3},  # the input view pins the field less
+    "t600": {"timestep_max": 600},  # no scores from almost pure noise
+}
+_PRIORS: dict[str, models.Zero123Components] = {}  # per worker process: loaded once
+
+
+def parse_variant(spec: list[str]) -> tuple[str, dict[str, Any]]:
+    """`[NAME, KEY=VALUE, ...]` -> (name, overrides); values are numbers, or read as YAML (booleans, lists)."""
+    name, *pairs = spec
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"variant {name!r}: {pair!r} is not KEY=VALUE")
+        overrides[key] = _number_or_yaml(value)
+    return name, overrides
+
+
+def _number_or_yaml(text: str) -> Any:
+    """`20` -> 20, `1e3` -> 1000.0 (YAML would read a string), anything else as YAML (`true`, `[1, 2]`)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return yaml.safe_load(text)
+
+
+def variant_config(base: dict[str, Any], overrides: dict[str, Any]) -> SJCConfig:
+    """Stage 04's config with `overrides`, one torch thread (each worker has a core of its own)."""
+    unknown = set(overrides) - set(base)
+    if unknown:
+        raise ValueError(f"unknown sjc.config keys {sorted(unknown)}; keys: {sorted(base)}")
+    return SJCConfig.from_dict(base | overrides | {"num_threads": 1})
+
+
+def _init_worker(models_dir: str) -> None:
+    torch.set_num_threads(1)
+    for method, folder in (("sjc", "pose"), ("sjc_i", "no_pose")):
+        _PRIORS[method] = models.Zero123Components.load_pretrained(Path(models_dir) / folder / "model")
+
+
+def _job(data_dir: str, oid: str, method: str, cfg: dict[str, Any], seed: int, input_view: int, mesh: str) -> dict:
+    cfg_ = SJCConfig.from_dict(cfg)
+    views = data.load_object(data_dir, oid)
+    settings = {"config": cfg_.to_dict(), "seed": seed, "input_view": input_view}  # as stage 04 keys its runs
+    record = reconstruction.reconstruct_object(
+        _PRIORS[method], outputs.SJC_METHODS[method], views.rgba[input_view], views.camera_centers[input_view], cfg_,
+        seed, mesh, settings,
+    )  # fmt: skip
+    return {"seconds": record["seconds"], "mesh_error": record["mesh_error"], "resumed_from": record["resumed_from"]}
+
+
+def summarize(
+    meshes: dict[str, dict[str, Path]], sets: dict[str, list[str]], data_dir: Path, seed: int
+) -> dict[str, Any]:
+    """IoU and Chamfer of both methods per object, and SJC - SJC-I paired per set and over all objects."""
+    truth = {oid: data.object_dir(data_dir, oid) / "mesh.obj" for ids in sets.values() for oid in ids}
+    scores = evaluate.reconstruction_scores(meshes, truth, seed=seed)
+    order = list(truth)
+    out: dict[str, Any] = {"per_object": {m: {k: {oid: float(x) for oid, x in zip(order, v, strict=True)}
+                                              for k, v in s.items()} for m, s in scores.items()}}  # fmt: skip
+    for name, ids in {**sets, "all": order}.items():
+        iou = {m: np.array([out["per_object"][m]["volumetric_iou"][oid] for oid in ids]) for m in meshes}
+        row: dict[str, Any] = {f"iou_{m}": float(v.mean()) for m, v in iou.items()}
+        if len(ids) >= 2:
+            row["iou_sjc_minus_sjc_i"] = metrics.paired_difference(iou["sjc"], iou["sjc_i"], seed=seed)
+        out[name] = row
+    return out
+
+
+def run(args: argparse.Namespace) -> None:
+    params = yaml.safe_load(Path(args.params).read_text())
+    group = params["sjc"]
+    data_dir, seed, view = Path(group["data_dir"]), int(group["seed"]), int(group["input_view"])
+    counts = group["objects_per_set"]
+    if args.objects:
+        counts = {name: int(count) for name, _, count in (item.partition("=") for item in args.objects.split(","))}
+    split = data.read_manifest(data_dir)["split"]
+    sets = {name: split[name][: int(count)] for name, count in counts.items()}
+    variants = {name: VARIANTS[name] for name in args.variants.split(",") if name} if args.variants else {}
+    variants |= dict(parse_variant(spec) for spec in args.variant or [])
+    configs = {name: variant_config(group["config"], overrides) for name, overrides in variants.items()}
+    work = Path(args.work)
+    meshes = {v: {m: {oid: work / v / m / f"{oid}.ply" for ids in sets.values() for oid in ids}
+                  for m in outputs.SJC_METHODS} for v in variants}  # fmt: skip
+    jobs = [(v, m, oid) for v in variants for m in outputs.SJC_METHODS for oid in meshes[v][m]]
+    seconds: dict[str, float] = {v: 0.0 for v in variants}
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, context, initializer=_init_worker, initargs=(group["models_dir"],)) as pool:
+        futures = {pool.submit(_job, str(data_dir), oid, m, configs[v].to_dict(), seed, view,
+                               str(meshes[v][m][oid])): (v, m, oid) for v, m, oid in jobs}  # fmt: skip
+        for future in zprogress.bar(as_completed(futures), total=len(futures), desc="sjc runs", unit="run"):
+            v, m, oid = futures[future]
+            done = future.result()
+            seconds[v] += done["seconds"] if not done["resumed_from"] else 0.0
+            if done["mesh_error"]:
+                print(f"{v} {m} {oid}: no mesh ({done['mesh_error']})", flush=True)
+    evaluate_seed = int(params["evaluate"]["seed"])
+    result = {"variants": {v: {"overrides": variants[v], "sjc_seconds_this_run": round(seconds[v], 1),
+                               **summarize(meshes[v], sets, data_dir, evaluate_seed)} for v in variants},
+              "sets": sets, "workers": args.workers, "load_average": list(os.getloadavg()),
+              "environment": repro.environment_info()}  # fmt: skip
+    files.write_json_atomic(args.out, result)
+    print("| variant | set | IoU SJC | IoU SJC-I | SJC - SJC-I [95% CI] |\n| --- | --- | ---: | ---: | --- |")
+    for v, row in result["variants"].items():
+        for name in [*sets, "all"]:
+            s, d = row[name], row[name].get("iou_sjc_minus_sjc_i")
+            ci = f"{d['mean_difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d else "-"
+            print(f"| {v} | {name} | {s['iou_sjc']:.3f} | {s['iou_sjc_i']:.3f} | {ci} |")
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--variants", default="default", help=f"names from VARIANTS: {', '.join(VARIANTS)}")
+    p.add_argument("--variant", nargs="+", action="append", metavar="NAME KEY=VALUE", help="a variant of your own")
+    p.add_argument("--objects", default="", help="SET=COUNT,... (default: stage 04's objects_per_set)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--work", default=".sweep/sjc")
+    p.add_argument("--out", default="results/benchmarks/sjc_sweep.json")
+    args = parser.parse_args()
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
