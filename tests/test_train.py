@@ -274,3 +274,47 @@ def test_a_kill_between_a_checkpoint_and_its_callback_runs_the_callback_again_on
     monkeypatch.setattr(train.CheckpointPreviews, "__call__", lambda *a: pytest.fail("drew again"))
     train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=again)
     assert sorted(again.images) == [2, 4]
+
+
+def test_side_by_side_runs_end_as_each_run_alone_with_the_same_threads(setup, tmp_path):
+    """`fit_side_by_side` with two workers: each run (its weights, losses, checkpoint previews) equals `fit` of the
+    same job alone with the worker's thread count; the previews come back into the caller's callbacks."""
+    import os
+
+    _, views, latents = setup
+    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
+
+    def previews(use_pose):
+        return train.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0,
+                                        use_pose=use_pose)  # fmt: skip
+
+    cfgs = {"pose": tiny_cfg(), "no_pose": tiny_cfg(use_pose=False)}
+    jobs = {name: train.FitJob(_fresh(), views, latents, cfg, tmp_path / "side" / name, previews(cfg.use_pose))
+            for name, cfg in cfgs.items()}  # fmt: skip
+    side = train.fit_side_by_side(jobs, num_workers=2, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        for name, cfg in cfgs.items():
+            watch = previews(cfg.use_pose)
+            alone = train.fit(_fresh(), views, latents, cfg, tmp_path / "alone" / name, False, watch)
+            assert [r["loss"] for r in side[name].history] == [r["loss"] for r in alone.history]
+            got, want = weights(side[name].components), weights(alone.components)
+            assert all(torch.equal(got[k], want[k]) for k in want), name
+            assert sorted(jobs[name].on_checkpoint.images) == [2, 4]
+            for step in (2, 4):
+                np.testing.assert_array_equal(jobs[name].on_checkpoint.images[step], watch.images[step])
+            assert (tmp_path / "side" / name / train.MODEL_DIR / train.TRAINING_RECORD).is_file()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_failing_side_by_side_run_raises_its_error(setup, tmp_path):
+    _, views, latents = setup
+    bad = tiny_cfg(prediction_type="epsilon")  # the components predict v: `fit` refuses
+    jobs = {"ok": train.FitJob(_fresh(), views, latents, tiny_cfg(max_steps=2), tmp_path / "ok"),
+            "bad": train.FitJob(_fresh(), views, latents, bad, tmp_path / "bad")}  # fmt: skip
+    with pytest.raises(ValueError, match="prediction_type"):
+        train.fit_side_by_side(jobs, num_workers=2, progress=False)
+    with pytest.raises(ValueError, match="num_workers"):
+        train.fit_side_by_side(jobs, num_workers=0)

@@ -369,6 +369,9 @@ class FinetuneParams(_Group):
     tiny_model: dict[str, Any]
     vae: VAEParams
     training: dict[str, Any]
+    workers: PositiveInt
+    """Processes training the model and the no-pose baseline side by side (`train.fit_side_by_side`); 1: one after
+    the other (paper scale on one GPU)."""
     preview: PreviewParams
     probe_pairs: PositiveInt
     data_dir: str

@@ -36,7 +36,6 @@ workers that die with their parent) belong together.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import hashlib
 import json
@@ -45,10 +44,7 @@ import math
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import struct
-import sys
-import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -56,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from zero1to3 import cameras, everyday, files, objects
+from zero1to3 import cameras, everyday, files, objects, workers
 from zero1to3 import progress as zprogress
 from zero1to3.config import ObjectSourceEntry, RenderConfig
 from zero1to3.data import MANIFEST_NAME, RENDERS_DIR
@@ -457,7 +453,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: RenderConfig, threads: int, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    workers.die_with_parent(parent_pid)
     # Blender prints a line per saved frame from C; silence the worker's stdout (stderr still shows errors).
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -466,33 +462,6 @@ def _init_worker(cfg: RenderConfig, threads: int, parent_pid: int) -> None:
 
     _WORKER["cfg"] = cfg
     _WORKER["scene"] = _setup_scene(cfg, threads)
-
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this worker exit when `parent_pid` dies, even by SIGKILL (else it idles on, holding ~1 GB).
-
-    A worker blocks reading its job queue, whose write end it holds itself, so it never sees the
-    parent go. On Linux the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG; it fires
-    when the parent's *thread* that started the worker ends, and `render_objects` waits in that
-    thread for the workers); elsewhere a daemon thread polls the parent id once a second.
-    """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent_pid:  # the parent died before the request took effect
-                os._exit(1)
-            return
-        logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d); polling the parent instead", ctypes.get_errno())
-    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="parent-watch", daemon=True).start()
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)  # no cleanup: the caller's next run removes this worker's `.partial` folder
 
 
 def _render_one_safe(job: tuple[objects.ObjectSource, str]) -> ObjectResult:

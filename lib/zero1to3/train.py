@@ -27,8 +27,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch import Tensor
 
-from zero1to3 import checkpoints, conditioning, data, files, fingerprint, models, sample
+from zero1to3 import checkpoints, conditioning, data, files, fingerprint, models, sample, workers
 from zero1to3 import progress as zprogress
 from zero1to3.autoencoder import LatentTable
 from zero1to3.config import FinetuneConfig, TinyModelSizes
@@ -271,6 +274,64 @@ def fit(
             components.save_pretrained(folder)
             files.write_json_atomic(folder / TRAINING_RECORD, record)
     return FitResult(components, history, start_step)
+
+
+@dataclasses.dataclass
+class FitJob:
+    """The arguments of one `fit` call, for `fit_side_by_side`."""
+
+    components: models.Zero123Components
+    views: data.MultiViewSet
+    latents: LatentTable
+    cfg: FinetuneConfig
+    out_dir: Path
+    on_checkpoint: Callable[[models.Zero123Components, int], None] | None = None
+
+
+def fit_side_by_side(jobs: dict[str, FitJob], num_workers: int, progress: bool = True) -> dict[str, FitResult]:
+    """`fit` every job (e.g. the model and its no-pose baseline), `num_workers` at a time in processes of their own.
+
+    With `num_workers` 1 the jobs run one after the other in this process, each as `fit` with all of torch's threads.
+    With more, each job trains in a spawned process with `cores // num_workers` threads: the tiny networks are too
+    small to keep two threads busy, so two runs side by side on two cores, a thread each, finish sooner than one after
+    the other (README, Speed). A job's `on_checkpoint` runs in its worker, and its state (`state_dict`) is loaded back
+    into the caller's callback at the end. Workers die with this process (`workers.die_with_parent`); every run
+    checkpoints and resumes as `fit` does, so a killed stage continues where each run was. Floating-point sums run
+    in another order with another thread count: results are deterministic for a given `num_workers`, not across them.
+
+    Raises:
+        Whatever a job raised (the other jobs are stopped; their checkpoints stay).
+    """
+    if num_workers < 1:
+        raise ValueError(f"`num_workers` must be >= 1, got {num_workers}")
+    if num_workers == 1 or len(jobs) == 1:
+        return {name: fit(j.components, j.views, j.latents, j.cfg, j.out_dir, progress, j.on_checkpoint)
+                for name, j in jobs.items()}  # fmt: skip
+    threads = max(1, (os.cpu_count() or 1) // num_workers)
+    results = {}
+    with ProcessPoolExecutor(min(num_workers, len(jobs)), mp.get_context("spawn"), initializer=_init_fit_worker,
+                             initargs=(threads, os.getpid())) as pool:  # fmt: skip
+        futures = {name: pool.submit(_fit_job, job, progress) for name, job in jobs.items()}
+        try:
+            for name, future in futures.items():
+                results[name], callback = future.result()
+                if hasattr(jobs[name].on_checkpoint, "load_state_dict"):
+                    jobs[name].on_checkpoint.load_state_dict(callback.state_dict())
+        except BaseException:
+            for process in list(pool._processes.values()):  # the executor has no public way to stop a running job
+                process.kill()
+            raise
+    return results
+
+
+def _init_fit_worker(threads: int, parent_pid: int) -> None:
+    workers.die_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+
+
+def _fit_job(job: FitJob, progress: bool) -> tuple[FitResult, Any]:
+    result = fit(job.components, job.views, job.latents, job.cfg, job.out_dir, progress, job.on_checkpoint)
+    return result, job.on_checkpoint
 
 
 def inputs_fingerprint(components: models.Zero123Components, views: data.MultiViewSet, latents: LatentTable) -> str:
