@@ -83,3 +83,28 @@ def test_unknown_methods_and_missing_fields_are_explained(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="dvc repro sjc"):
         reconstruction.load_field(tmp_path / "duck.field.pt", DEFAULT_CFG, 4)
+
+
+def test_runs_in_two_workers_give_the_records_and_meshes_of_one_after_the_other(tmp_path):
+    """`num_workers` 2 (a process per run, as stage 04 runs on two cores) computes exactly what one process does."""
+    from test_outputs import _fake_render
+
+    for oid in ("a", "bb"):
+        _fake_render(tmp_path / "data", oid, size=32)
+    cfg = dataclasses.replace(DEFAULT_CFG, iterations=3, resolution=12, samples_per_ray=12)
+    priors = {"sjc": models.build_dummy_components(seed=0, prediction_type="v_prediction"),
+              "sjc_i": models.build_dummy_components(seed=1, prediction_type="v_prediction")}  # fmt: skip
+    runs = {n: reconstruction.reconstruct_objects(priors, tmp_path / "data", ["a", "bb"], 0, cfg, 0, tmp_path / str(n),
+                                                  num_workers=n) for n in (1, 2)}  # fmt: skip
+    for method in priors:
+        assert list(runs[2][method]) == ["a", "bb"]
+        for oid in ("a", "bb"):
+            one, two = runs[1][method][oid], runs[2][method][oid]
+            assert [r["loss"] for r in one["history"]] == [r["loss"] for r in two["history"]]
+            assert one["identity"] == two["identity"]
+            errors = [(r["mesh_error"] or "").replace(str(tmp_path / str(n)), "") for n, r in ((1, one), (2, two))]
+            assert errors[0] == errors[1]  # the same message but for the folder it names
+            fields = [(tmp_path / str(n) / method / f"{oid}.field.pt").read_bytes() for n in (1, 2)]
+            assert fields[0] == fields[1]
+    with pytest.raises(ValueError, match="num_workers"):
+        reconstruction.reconstruct_objects(priors, tmp_path / "data", ["a"], 0, cfg, 0, tmp_path / "x", num_workers=0)

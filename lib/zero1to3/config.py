@@ -443,6 +443,8 @@ class SJCParams(_Group):
     """The one view each object is reconstructed from (stage 03's too)."""
     config: dict[str, Any]
     """The `SJCConfig` of every run (checked as one)."""
+    workers: PositiveInt
+    """Runs at a time, each in a process of its own (`reconstruction.reconstruct_objects`); 1 for priors on a GPU."""
     showcase: list[str]
     """Objects shown turning."""
     turntable_frames: PositiveInt

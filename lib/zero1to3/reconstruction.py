@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import logging
+import multiprocessing as mp
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,14 @@ import numpy as np
 import torch
 from jaxtyping import Float, UInt8
 
-from zero1to3 import data, figures, files, models, outputs, sjc, voxel
+from zero1to3 import data, figures, files, models, outputs, sjc, voxel, workers
 from zero1to3 import metrics as zmetrics
 from zero1to3 import progress as zprogress
 from zero1to3.config import SJCConfig
 
 logger = logging.getLogger(__name__)
+
+_WORKER_PRIORS: dict[str, models.Zero123Components] = {}  # in a worker of `reconstruct_objects`: its priors
 
 Record = dict[str, Any]
 """What `reconstruct_object` writes beside a mesh: settings, identity, seconds, history, mesh_error. The record it
@@ -76,26 +81,72 @@ def reconstruct_object(
 
 def reconstruct_objects(
     priors: dict[str, models.Zero123Components], data_dir: str | Path, object_ids: list[str], input_view: int,
-    cfg: SJCConfig, seed: int, sjc_dir: str | Path,
+    cfg: SJCConfig, seed: int, sjc_dir: str | Path, num_workers: int = 1,
 ) -> dict[str, dict[str, Record]]:  # fmt: skip
     """Every object by every method (`{method: prior}`, methods of `outputs.SJC_METHODS`): `{method: {id: record}}`.
 
     Each object is reconstructed from its view `input_view`, with the same seed for every method, so SJC and
-    SJC-I differ only in their prior.
+    SJC-I differ only in their prior. With `num_workers` > 1 the runs go to that many spawned processes (which die
+    with this one), each with `cores // num_workers` torch threads: SJC runs on `cfg.num_threads` threads (1 by
+    default: the tiny networks cannot keep two busy), so two workers use both cores of a 2-core machine and take
+    half the time. Every run is the same computation either way (same seed, same thread count), so the records
+    and meshes do not depend on `num_workers`. CPU only: priors on a GPU need `num_workers` 1.
     """
     unknown = set(priors) - set(outputs.SJC_METHODS)
     if unknown:
         raise ValueError(f"unknown reconstruction methods {sorted(unknown)}; methods: {list(outputs.SJC_METHODS)}")
+    if num_workers < 1:
+        raise ValueError(f"`num_workers` must be >= 1, got {num_workers}")
     settings = {"config": cfg.to_dict(), "seed": seed, "input_view": input_view}
-    records: dict[str, dict[str, Record]] = {method: {} for method in priors}
-    for oid in zprogress.bar(object_ids, desc="objects", unit="object"):
-        views = data.load_object(data_dir, oid)
-        for method, prior in priors.items():
-            records[method][oid] = reconstruct_object(
-                prior, outputs.SJC_METHODS[method], views.rgba[input_view], views.camera_centers[input_view], cfg,
-                seed, outputs.mesh_path(sjc_dir, method, oid), settings,
-            )  # fmt: skip
-    return records
+    jobs = [(method, oid) for oid in object_ids for method in priors]
+    if num_workers == 1:
+        done = {}
+        for oid in zprogress.bar(object_ids, desc="objects", unit="object"):
+            for method, prior in priors.items():
+                done[method, oid] = _reconstruct_job(prior, method, oid, data_dir, input_view, cfg, seed, sjc_dir,
+                                                     settings)  # fmt: skip
+    else:
+        done = _reconstruct_in_workers(priors, jobs, num_workers, data_dir, input_view, cfg, seed, sjc_dir, settings)
+    return {method: {oid: done[method, oid] for oid in object_ids} for method in priors}
+
+
+def _reconstruct_job(
+    prior: models.Zero123Components | None, method: str, oid: str, data_dir: str | Path, input_view: int,
+    cfg: SJCConfig, seed: int, sjc_dir: str | Path, settings: dict[str, Any],
+) -> Record:  # fmt: skip
+    """One run of `reconstruct_objects` (`prior` None: this worker's prior of `method`)."""
+    prior = _WORKER_PRIORS[method] if prior is None else prior
+    views = data.load_object(data_dir, oid)
+    return reconstruct_object(
+        prior, outputs.SJC_METHODS[method], views.rgba[input_view], views.camera_centers[input_view], cfg, seed,
+        outputs.mesh_path(sjc_dir, method, oid), settings,
+    )  # fmt: skip
+
+
+def _reconstruct_in_workers(
+    priors: dict[str, models.Zero123Components], jobs: list[tuple[str, str]], num_workers: int,
+    data_dir: str | Path, input_view: int, cfg: SJCConfig, seed: int, sjc_dir: str | Path, settings: dict[str, Any],
+) -> dict[tuple[str, str], Record]:  # fmt: skip
+    threads = max(1, (os.cpu_count() or 1) // num_workers)
+    done = {}
+    with ProcessPoolExecutor(min(num_workers, len(jobs)), mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(priors, threads, os.getpid())) as pool:  # fmt: skip
+        futures = {pool.submit(_reconstruct_job, None, method, oid, data_dir, input_view, cfg, seed, sjc_dir,
+                               settings): (method, oid) for method, oid in jobs}  # fmt: skip
+        try:
+            for future in zprogress.bar(as_completed(futures), total=len(futures), desc="sjc runs", unit="run"):
+                done[futures[future]] = future.result()
+        except BaseException:
+            for process in list(pool._processes.values()):  # the executor has no public way to stop a running job
+                process.kill()
+            raise
+    return done
+
+
+def _init_worker(priors: dict[str, models.Zero123Components], threads: int, parent_pid: int) -> None:
+    workers.die_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    _WORKER_PRIORS.update(priors)
 
 
 def load_field(field_file: str | Path, cfg: SJCConfig, latent_channels: int) -> voxel.VoxelField:
