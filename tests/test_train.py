@@ -209,19 +209,22 @@ def test_targets_follow_the_prediction_type(setup):
         train.training_step(components, batch, latents, tiny_cfg(prediction_type="x0"), torch.Generator())
 
 
+def _previews(views, use_pose=True, cls=None):
+    """Checkpoint previews of two fixed pairs of `views` (the same pairs every call)."""
+    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
+    cls = cls or train.CheckpointPreviews
+    return cls(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0, use_pose=use_pose)
+
+
 def test_a_resumed_run_keeps_what_the_checkpoint_callback_drew_before_the_kill(setup, tmp_path, monkeypatch):
     """Previews drawn at checkpoints before a kill are restored on resume (stage 02's figure covers the whole run)."""
     components, views, latents = setup
     cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
-    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
 
-    def previews():
-        return train.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
-
-    straight = previews()
+    straight = _previews(views)
     train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False, on_checkpoint=straight)
 
-    first = previews()
+    first = _previews(views)
     real_save = train._save_callback_state
 
     def save_then_die(out_dir, step, state):
@@ -232,7 +235,7 @@ def test_a_resumed_run_keeps_what_the_checkpoint_callback_drew_before_the_kill(s
     with pytest.raises(KeyboardInterrupt):
         train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=first)
     monkeypatch.setattr(train, "_save_callback_state", real_save)
-    resumed_previews = previews()
+    resumed_previews = _previews(views)
     resumed = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=resumed_previews)
     assert resumed.resumed_from_step == 2
     assert sorted(resumed_previews.images) == sorted(straight.images) == [2, 4]
@@ -246,12 +249,8 @@ def test_a_kill_between_a_checkpoint_and_its_callback_runs_the_callback_again_on
     left to train) draws them, from the restored EMA weights, and ends as the uninterrupted run ended."""
     components, views, latents = setup
     cfg = tiny_cfg(max_steps=4, checkpoint_every=2)
-    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
 
-    def previews():
-        return train.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
-
-    straight = previews()
+    straight = _previews(views)
     train.fit(_fresh(), views, latents, cfg, tmp_path / "a", progress=False, on_checkpoint=straight)
 
     class DiesAtStep4(train.CheckpointPreviews):
@@ -260,17 +259,17 @@ def test_a_kill_between_a_checkpoint_and_its_callback_runs_the_callback_again_on
                 raise KeyboardInterrupt("simulated kill in the callback of step 4")
             super().__call__(components, step)
 
-    dies = DiesAtStep4(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0)
+    dies = _previews(views, cls=DiesAtStep4)
     with pytest.raises(KeyboardInterrupt):
         train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=dies)
     assert train.latest_checkpoint(tmp_path / "b").name.endswith("000004.pt")  # the checkpoint was saved
-    resumed_previews = previews()
+    resumed_previews = _previews(views)
     resumed = train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=resumed_previews)
     assert resumed.resumed_from_step == 4
     assert sorted(resumed_previews.images) == [2, 4]
     for step in (2, 4):
         np.testing.assert_array_equal(resumed_previews.images[step], straight.images[step])
-    again = previews()  # the state of step 4 is saved now: a second resume restores it without drawing
+    again = _previews(views)  # the state of step 4 is saved now: a second resume restores it without drawing
     monkeypatch.setattr(train.CheckpointPreviews, "__call__", lambda *a: pytest.fail("drew again"))
     train.fit(_fresh(), views, latents, cfg, tmp_path / "b", progress=False, on_checkpoint=again)
     assert sorted(again.images) == [2, 4]
@@ -282,21 +281,16 @@ def test_side_by_side_runs_end_as_each_run_alone_with_the_same_threads(setup, tm
     import os
 
     _, views, latents = setup
-    batch = data.sample_pairs(views, 2, torch.Generator().manual_seed(0))
-
-    def previews(use_pose):
-        return train.CheckpointPreviews(batch.input_images, batch.pose, num_steps=2, guidance_scale=3.0, seed=0,
-                                        use_pose=use_pose)  # fmt: skip
 
     cfgs = {"pose": tiny_cfg(), "no_pose": tiny_cfg(use_pose=False)}
-    jobs = {name: train.FitJob(_fresh(), views, latents, cfg, tmp_path / "side" / name, previews(cfg.use_pose))
+    jobs = {name: train.FitJob(_fresh(), views, latents, cfg, tmp_path / "side" / name, _previews(views, cfg.use_pose))
             for name, cfg in cfgs.items()}  # fmt: skip
     side = train.fit_side_by_side(jobs, num_workers=2, progress=False)
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
     try:
         for name, cfg in cfgs.items():
-            watch = previews(cfg.use_pose)
+            watch = _previews(views, cfg.use_pose)
             alone = train.fit(_fresh(), views, latents, cfg, tmp_path / "alone" / name, False, watch)
             assert [r["loss"] for r in side[name].history] == [r["loss"] for r in alone.history]
             got, want = weights(side[name].components), weights(alone.components)
