@@ -6,9 +6,11 @@ reconstruct_object`: stage 02's model for SJC, its no-pose baseline for SJC-I, t
 true mesh as stage 05 scores it (volumetric IoU, Chamfer), and SJC is paired with SJC-I per object (mean difference,
 95% bootstrap interval), per set and over all objects.
 
-Runs are jobs (variant, method, object) in `--workers` processes of one torch thread each (the 2-core machine: 2).
-Each is resumable where it was: a finished mesh made from the same prior, input, seed and config is reused, a killed
-one resumes from its checkpoints, under `--work/<variant>/`. Stage 04's own meshes (`data/sjc/`) are only read.
+Each variant runs `reconstruction.reconstruct_objects` as stage 04 does, with `--workers` processes of one torch
+thread each (the 2-core machine: 2), into `--work/<variant>/`. Every run is resumable where it was: a finished mesh
+made from the same prior, input, seed and config is reused, a killed one resumes from its checkpoints. A variant
+without overrides starts from copies of stage 04's finished runs (`data/sjc/`, only read), which are reused when
+they were made from the same models and settings, so `default` costs nothing after a study.
 
     python benchmarks/sjc_sweep.py run --variants default,g10,g3 [--objects test=8,zero_shot=7] \\
         [--work .sweep/sjc] [--out results/benchmarks/sjc_sweep.json] [--workers 2]
@@ -20,18 +22,15 @@ Variants by name are in `VARIANTS`; `--variant NAME KEY=VALUE ...` adds one of y
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from zero1to3 import data, evaluate, files, metrics, models, outputs, reconstruction, repro
-from zero1to3 import progress as zprogress
 from zero1to3.config import SJCConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -41,8 +40,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "g3": {"guidance_scale": 3.0},  # threestudio's zero123 guidance scale
     "input1e3": {"lambda_input": 1.0e3, "lambda_input_mask": 1.0e3},  # the input view pins the field less
     "t600": {"timestep_max": 600},  # no scores from almost pure noise
+    "i600": {"iterations": 600},  # two thirds of the time (stage 04's minutes, `reconstruct`'s 2-minute bar)
 }
-_PRIORS: dict[str, models.Zero123Components] = {}  # per worker process: loaded once
 
 
 def parse_variant(spec: list[str]) -> tuple[str, dict[str, Any]]:
@@ -75,21 +74,25 @@ def variant_config(base: dict[str, Any], overrides: dict[str, Any]) -> SJCConfig
     return SJCConfig.from_dict(base | overrides | {"num_threads": 1})
 
 
-def _init_worker(models_dir: str) -> None:
-    torch.set_num_threads(1)
-    for method, folder in (("sjc", "pose"), ("sjc_i", "no_pose")):
-        _PRIORS[method] = models.Zero123Components.load_pretrained(Path(models_dir) / folder / "model")
+def seed_from_stage04(stage04_dir: Path, work: Path, object_ids: list[str]) -> int:
+    """Copy stage 04's finished runs of `object_ids` into `work` (where none is yet); the number of runs copied.
 
-
-def _job(data_dir: str, oid: str, method: str, cfg: dict[str, Any], seed: int, input_view: int, mesh: str) -> dict:
-    cfg_ = SJCConfig.from_dict(cfg)
-    views = data.load_object(data_dir, oid)
-    settings = {"config": cfg_.to_dict(), "seed": seed, "input_view": input_view}  # as stage 04 keys its runs
-    record = reconstruction.reconstruct_object(
-        _PRIORS[method], outputs.SJC_METHODS[method], views.rgba[input_view], views.camera_centers[input_view], cfg_,
-        seed, mesh, settings,
-    )  # fmt: skip
-    return {"seconds": record["seconds"], "mesh_error": record["mesh_error"], "resumed_from": record["resumed_from"]}
+    `reconstruct_object` reuses a copy only if it was made from the same prior, input, seed and config: a stale
+    one is reconstructed afresh, so copying is never wrong, only sometimes useless.
+    """
+    copied = 0
+    for method in outputs.SJC_METHODS:
+        for oid in object_ids:
+            source, target = outputs.mesh_path(stage04_dir, method, oid), outputs.mesh_path(work, method, oid)
+            record, field = source.with_suffix(".json"), source.with_suffix(".field.pt")
+            if target.with_suffix(".json").exists() or not (record.is_file() and field.is_file()):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for path in (source, field, record):  # the record last: it marks the run finished
+                if path.is_file():
+                    shutil.copy2(path, target.parent / path.name)
+            copied += 1
+    return copied
 
 
 def summarize(
@@ -123,20 +126,23 @@ def run(args: argparse.Namespace) -> None:
     variants |= dict(parse_variant(spec) for spec in args.variant or [])
     configs = {name: variant_config(group["config"], overrides) for name, overrides in variants.items()}
     work = Path(args.work)
-    meshes = {v: {m: {oid: work / v / m / f"{oid}.ply" for ids in sets.values() for oid in ids}
-                  for m in outputs.SJC_METHODS} for v in variants}  # fmt: skip
-    jobs = [(v, m, oid) for v in variants for m in outputs.SJC_METHODS for oid in meshes[v][m]]
-    seconds: dict[str, float] = {v: 0.0 for v in variants}
-    context = mp.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, context, initializer=_init_worker, initargs=(group["models_dir"],)) as pool:
-        futures = {pool.submit(_job, str(data_dir), oid, m, configs[v].to_dict(), seed, view,
-                               str(meshes[v][m][oid])): (v, m, oid) for v, m, oid in jobs}  # fmt: skip
-        for future in zprogress.bar(as_completed(futures), total=len(futures), desc="sjc runs", unit="run"):
-            v, m, oid = futures[future]
-            done = future.result()
-            seconds[v] += done["seconds"] if not done["resumed_from"] else 0.0
-            if done["mesh_error"]:
-                print(f"{v} {m} {oid}: no mesh ({done['mesh_error']})", flush=True)
+    object_ids = list(dict.fromkeys(oid for ids in sets.values() for oid in ids))
+    priors = {method: models.Zero123Components.load_pretrained(Path(group["models_dir"]) / folder / "model")
+              for method, folder in (("sjc", "pose"), ("sjc_i", "no_pose"))}  # fmt: skip
+    meshes, seconds = {}, {}
+    for v in variants:
+        if not variants[v]:
+            copied = seed_from_stage04(data_dir / "sjc", work / v, object_ids)
+            print(f"{v}: {copied} finished runs copied from stage 04 (reused if made from the same models)", flush=True)
+        print(f"variant {v}: {variants[v] or 'stage 04 as it is'}", flush=True)
+        records = reconstruction.reconstruct_objects(priors, data_dir, object_ids, view, configs[v], seed, work / v,
+                                                     num_workers=args.workers)  # fmt: skip
+        meshes[v] = {m: {oid: outputs.mesh_path(work / v, m, oid) for oid in object_ids} for m in priors}
+        seconds[v] = sum(r["seconds"] for runs in records.values() for r in runs.values() if not r["resumed_from"])
+        for m, runs in records.items():
+            for oid, r in runs.items():
+                if r["mesh_error"]:
+                    print(f"{v} {m} {oid}: no mesh ({r['mesh_error']})", flush=True)
     evaluate_seed = int(params["evaluate"]["seed"])
     result = {"variants": {v: {"overrides": variants[v], "sjc_seconds_this_run": round(seconds[v], 1),
                                **summarize(meshes[v], sets, data_dir, evaluate_seed)} for v in variants},

@@ -28,3 +28,15 @@ def test_bad_variants_are_errors_naming_the_key(sweep):
         sweep.variant_config(base, {"guidance_scal": 3})
     with pytest.raises(ValueError, match="not KEY=VALUE"):
         sweep.parse_variant(["mine", "guidance_scale"])
+
+
+def test_stage04s_finished_runs_are_copied_once_and_unfinished_ones_not(sweep, tmp_path):
+    stage04, work = tmp_path / "sjc", tmp_path / "work"
+    for name in ("a.ply", "a.field.pt", "a.json", "b.ply", "b.json"):  # b: no field, not finished
+        (stage04 / "sjc" / name).parent.mkdir(parents=True, exist_ok=True)
+        (stage04 / "sjc" / name).write_text(name)
+    assert sweep.seed_from_stage04(stage04, work, ["a", "b", "c"]) == 1
+    assert sorted(p.name for p in (work / "sjc").iterdir()) == ["a.field.pt", "a.json", "a.ply"]
+    (work / "sjc" / "a.json").write_text("this variant's own record")
+    assert sweep.seed_from_stage04(stage04, work, ["a"]) == 0  # never over a run of the sweep's own
+    assert (work / "sjc" / "a.json").read_text() == "this variant's own record"
