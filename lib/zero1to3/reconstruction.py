@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
-import multiprocessing as mp
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -127,25 +125,16 @@ def _reconstruct_in_workers(
     priors: dict[str, models.Zero123Components], jobs: list[tuple[str, str]], num_workers: int,
     data_dir: str | Path, input_view: int, cfg: SJCConfig, seed: int, sjc_dir: str | Path, settings: dict[str, Any],
 ) -> dict[tuple[str, str], Record]:  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // num_workers)
     done = {}
-    with ProcessPoolExecutor(min(num_workers, len(jobs)), mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(priors, threads, os.getpid())) as pool:  # fmt: skip
+    with workers.process_pool(min(num_workers, len(jobs)), _set_worker_priors, (priors,)) as pool:
         futures = {pool.submit(_reconstruct_job, None, method, oid, data_dir, input_view, cfg, seed, sjc_dir,
                                settings): (method, oid) for method, oid in jobs}  # fmt: skip
-        try:
-            for future in zprogress.bar(as_completed(futures), total=len(futures), desc="sjc runs", unit="run"):
-                done[futures[future]] = future.result()
-        except BaseException:
-            for process in list(pool._processes.values()):  # the executor has no public way to stop a running job
-                process.kill()
-            raise
+        for future in zprogress.bar(as_completed(futures), total=len(futures), desc="sjc runs", unit="run"):
+            done[futures[future]] = future.result()
     return done
 
 
-def _init_worker(priors: dict[str, models.Zero123Components], threads: int, parent_pid: int) -> None:
-    workers.die_with_parent(parent_pid)
-    torch.set_num_threads(threads)
+def _set_worker_priors(priors: dict[str, models.Zero123Components]) -> None:
     _WORKER_PRIORS.update(priors)
 
 

@@ -27,11 +27,8 @@ import contextlib
 import dataclasses
 import json
 import logging
-import multiprocessing as mp
-import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -307,26 +304,14 @@ def fit_side_by_side(jobs: dict[str, FitJob], num_workers: int, progress: bool =
     if num_workers == 1 or len(jobs) == 1:
         return {name: fit(j.components, j.views, j.latents, j.cfg, j.out_dir, progress, j.on_checkpoint)
                 for name, j in jobs.items()}  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // num_workers)
     results = {}
-    with ProcessPoolExecutor(min(num_workers, len(jobs)), mp.get_context("spawn"), initializer=_init_fit_worker,
-                             initargs=(threads, os.getpid())) as pool:  # fmt: skip
+    with workers.process_pool(min(num_workers, len(jobs))) as pool:
         futures = {name: pool.submit(_fit_job, job, progress) for name, job in jobs.items()}
-        try:
-            for name, future in futures.items():
-                results[name], callback = future.result()
-                if hasattr(jobs[name].on_checkpoint, "load_state_dict"):
-                    jobs[name].on_checkpoint.load_state_dict(callback.state_dict())
-        except BaseException:
-            for process in list(pool._processes.values()):  # the executor has no public way to stop a running job
-                process.kill()
-            raise
+        for name, future in futures.items():
+            results[name], callback = future.result()
+            if hasattr(jobs[name].on_checkpoint, "load_state_dict"):
+                jobs[name].on_checkpoint.load_state_dict(callback.state_dict())
     return results
-
-
-def _init_fit_worker(threads: int, parent_pid: int) -> None:
-    workers.die_with_parent(parent_pid)
-    torch.set_num_threads(threads)
 
 
 def _fit_job(job: FitJob, progress: bool) -> tuple[FitResult, Any]:
