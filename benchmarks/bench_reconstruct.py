@@ -3,8 +3,8 @@
 For the first `--objects` zero-shot objects stage 04 reconstructs (`params.yaml`'s `sjc.objects_per_set`), the
 command runs twice on the object's input render, each in a fresh output folder, as a user would run it:
 
-- **as stage 04** (`--keep-framing` and the render's true camera): the same code path, model, seed and config as
-  stage 04's SJC, so its mesh should score the volumetric IoU of stage 04's mesh of that object
+- **as stage 04** (`--keep-framing` and the angles of the render's `meta.json`): the same code path, model, seed and
+  config as stage 04's SJC, so its mesh should score the volumetric IoU of stage 04's mesh of that object
   (`data/sjc/sjc/<id>.ply`); both are scored against the true mesh as stage 05 scores them;
 - **as a user** (the image framed again and `--polar-deg auto`): the wall time a user waits, estimate included.
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import yaml
 
-from zero1to3 import cameras, data, evaluate, files, models, outputs, repro
+from zero1to3 import data, evaluate, files, models, outputs, repro
 
 BAR_SECONDS = 120.0
 
@@ -100,10 +100,10 @@ def main() -> None:
         stage_mesh = outputs.mesh_path(sjc_dir, "sjc", oid)
         if not stage_mesh.with_suffix(".json").is_file():
             raise FileNotFoundError(f"stage 04 has no reconstruction of {oid} at {stage_mesh}: run `dvc repro sjc`")
-        polar, azimuth, radius = cameras.cartesian_to_spherical(data.load_object(data_dir, oid).camera_centers[view])
-        polar_deg, azimuth_deg = float(np.degrees(polar)), float(np.degrees(azimuth))
+        meta = data.load_object(data_dir, oid).meta  # the angles stage 04 takes the input camera from
+        polar_deg, azimuth_deg, radius = (float(meta[key][view]) for key in ("polar_deg", "azimuth_deg", "radius"))
         true_camera = ["--keep-framing", f"--polar-deg={polar_deg!r}", f"--azimuth-deg={azimuth_deg!r}",
-                       f"--radius={float(radius)!r}"]  # fmt: skip
+                       f"--radius={radius!r}"]  # fmt: skip
         runs: dict[str, list[dict[str, object]]] = {"as_stage04": [], "as_user": []}
         for repeat in range(args.repeats):
             for name, extra in (("as_stage04", true_camera), ("as_user", ["--polar-deg", "auto"])):

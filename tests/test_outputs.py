@@ -13,12 +13,15 @@ def _fake_render(root, object_id, num_views=4, size=8):
 
     folder = root / "renders" / object_id
     folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps({"settings": {"num_views": num_views}}))
+    polar, azimuth, radius = [30.0 + 10 * v for v in range(num_views)], [40.0 * v for v in range(num_views)], [
+        1.5 + 0.1 * v for v in range(num_views)]  # fmt: skip
+    meta = {"settings": {"num_views": num_views}, "polar_deg": polar, "azimuth_deg": azimuth, "radius": radius}
+    (folder / "meta.json").write_text(json.dumps(meta))
     rng = np.random.default_rng(len(object_id))
     for v in range(num_views):
         rgba = rng.integers(0, 256, (size, size, 4), dtype=np.uint8)
         Image.fromarray(rgba, "RGBA").save(folder / f"{v:03d}.png")
-        centre = cameras.spherical_to_cartesian(np.radians(30.0 + 10 * v), np.radians(40.0 * v), 1.5 + 0.1 * v)
+        centre = cameras.spherical_to_cartesian(np.radians(polar[v]), np.radians(azimuth[v]), radius[v])
         np.save(folder / f"{v:03d}.npy", cameras.c2w_to_w2c(cameras.look_at(centre)))
 
 

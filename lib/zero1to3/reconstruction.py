@@ -116,8 +116,8 @@ def _reconstruct_job(
     prior = _WORKER_PRIORS[method] if prior is None else prior
     views = data.load_object(data_dir, oid)
     return reconstruct_object(
-        prior, outputs.SJC_METHODS[method], views.rgba[input_view], views.camera_centers[input_view], cfg, seed,
-        outputs.mesh_path(sjc_dir, method, oid), settings,
+        prior, outputs.SJC_METHODS[method], views.rgba[input_view], sjc.render_input_center(views, input_view), cfg,
+        seed, outputs.mesh_path(sjc_dir, method, oid), settings,
     )  # fmt: skip
 
 
@@ -159,7 +159,7 @@ def turntable_figure_rows(
     for oid in object_ids:
         views, mesh_file = data.load_object(data_dir, oid), outputs.mesh_path(sjc_dir, method, oid)
         field = load_field(mesh_file.with_suffix(".field.pt"), cfg, prior.unet.config.out_channels)
-        radius = float(np.linalg.norm(views.camera_centers[input_view]))
+        radius = float(views.meta["radius"][input_view])
         spin = sjc.render_turntable(field, prior, num_frames, radius=radius, polar_deg=60.0)
         shots = [figures.mesh_snapshots(f, azimuths, elevation_deg=30.0, size_px=64)
                  for f in (mesh_file, data.object_dir(data_dir, oid) / "mesh.obj")]  # fmt: skip
@@ -183,7 +183,7 @@ def input_view_scores(
         for oid in object_ids:
             views, mesh_file = data.load_object(data_dir, oid), outputs.mesh_path(sjc_dir, method, oid)
             field = load_field(mesh_file.with_suffix(".field.pt"), cfg, prior.unet.config.out_channels)
-            center = views.camera_centers[input_view][None]
+            center = sjc.render_input_center(views, input_view)[None]
             rendered = sjc.render_images(field, prior, center, cfg.samples_per_ray, cfg.background_depth)["rgb"]
             truth = data.composite_on_white(views.rgba[input_view])[None]
             out[method][oid] = {"psnr": zmetrics.image_metrics(rendered, truth)["psnr"],

@@ -38,7 +38,6 @@ from jaxtyping import Float, UInt8
 from PIL import Image
 
 from zero1to3 import (
-    cameras,
     checkpoints,
     elevation,
     figures,
@@ -200,7 +199,7 @@ def reconstruct_image(
         polar_deg, estimator = _estimate(components, rgba, seed, prior, use_pose, out_dir, elevation_probe)
         written[ESTIMATE_FILE] = out_dir / ESTIMATE_FILE
         estimate_seconds = time.perf_counter() - estimate_tick
-    center = cameras.spherical_to_cartesian(np.radians(polar_deg), np.radians(azimuth_deg), radius)  # (3,)
+    center = sjc.input_center(polar_deg, azimuth_deg, radius)  # (3,), as stage 04's
     identity = sjc.run_identity(components, rgba, center, cfg, seed, use_pose, prior_fingerprint=prior)
 
     # 3. The field: a finished one of this very run, else SJC (resuming from its checkpoints)

@@ -193,6 +193,20 @@ def _torch_threads(num_threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def input_center(polar_deg: float, azimuth_deg: float, radius: float) -> Float[np.ndarray, " 3"]:
+    """The input camera's centre from its spherical coordinates in degrees, as stage 04 (from a render's
+    `meta.json`) and `reconstruct` (from the command line) both compute it: the same angles give the same bits,
+    so the same run. (A render's `w2c` gives the centre within a few 1e-16, which is enough to set SJC's 900
+    chaotic iterations on another course.)"""
+    return cameras.spherical_to_cartesian(np.radians(polar_deg), np.radians(azimuth_deg), radius)
+
+
+def render_input_center(views: data.ObjectViews, view: int) -> Float[np.ndarray, " 3"]:
+    """`input_center` of view `view` of a render of stage 01, from the angles its `meta.json` records."""
+    meta = views.meta
+    return input_center(meta["polar_deg"][view], meta["azimuth_deg"][view], meta["radius"][view])
+
+
 def run_identity(
     components: models.Zero123Components, rgba: np.ndarray, center: np.ndarray, cfg: SJCConfig, seed: int,
     use_pose: bool, prior_fingerprint: str | None = None,
