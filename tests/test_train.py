@@ -141,6 +141,26 @@ def test_the_model_folder_records_its_inputs_and_camera_range(setup, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the atomic folder left no temp behind
 
 
+def test_a_finished_run_resumed_at_its_end_leaves_the_model_folder_as_it_was(setup, tmp_path):
+    """A code change that retrains nothing (stage 02 resumes from its last checkpoint) must not change the model
+    folder's bytes: its hash is stages 03-05's dependency. The checkpoint's last timing is not the run's."""
+    components, views, latents = setup
+    first = train.fit(components, views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
+
+    def folder_bytes():
+        return {p.name: p.read_bytes() for p in sorted((tmp_path / "model").rglob("*")) if p.is_file()}
+
+    before = folder_bytes()
+    again = train.fit(_fresh(), views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
+    assert again.resumed_from_step == 2
+    assert folder_bytes() == before and again.history == first.history
+    assert all(torch.equal(v, weights(first.components)[k]) for k, v in weights(again.components).items())
+    record = tmp_path / "model" / train.TRAINING_RECORD
+    record.write_text(record.read_text().replace('"step": 1,', '"step": 7,'))  # not this run's any more
+    train.fit(_fresh(), views, latents, tiny_cfg(max_steps=2), tmp_path, progress=False)
+    assert b'"step": 7,' not in record.read_bytes()  # written again
+
+
 def test_a_planted_pickle_checkpoint_is_refused(setup, tmp_path):
     """Issue 11, item 7: resume loads the newest step_*.pt with weights_only=True; its code never runs."""
     components, views, latents = setup

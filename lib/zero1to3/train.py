@@ -267,10 +267,34 @@ def fit(
             "camera_radius": [float(radii.min()), float(radii.max())],  # the pose offsets the model has seen
             "history": history,
         }
-        with files.atomic_folder(out_dir / MODEL_DIR) as folder:  # the folder is replaced whole, never mixed
-            components.save_pretrained(folder)
-            files.write_json_atomic(folder / TRAINING_RECORD, record)
+        saved = _same_run_saved(out_dir, record) if start_step == cfg.max_steps else None
+        if saved is not None:  # resumed from the last checkpoint: the folder already holds this model
+            history = saved["history"]
+            logger.info("%s already holds this run's model: left as it is", out_dir / MODEL_DIR)
+        else:
+            with files.atomic_folder(out_dir / MODEL_DIR) as folder:  # the folder is replaced whole, never mixed
+                components.save_pretrained(folder)
+                files.write_json_atomic(folder / TRAINING_RECORD, record)
     return FitResult(components, history, start_step)
+
+
+def _same_run_saved(out_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The model folder's record if that folder was written by this very run, else None.
+
+    "This very run": the same config, inputs, camera range and loss at every step; only the step timings may
+    differ, and they do when a finished run is resumed from its last checkpoint (saved before its step's timing
+    was final). Leaving that folder untouched keeps its bytes, so DVC sees an unchanged model and stages 03-05
+    do not rerun after a code change that retrains nothing.
+    """
+    path = out_dir / MODEL_DIR / TRAINING_RECORD
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+
+    def untimed(rec: dict[str, Any]) -> dict[str, Any]:
+        return rec | {"history": [{k: v for k, v in row.items() if k != "seconds"} for row in rec.get("history", [])]}
+
+    return saved if untimed(saved) == untimed(json.loads(json.dumps(record))) else None
 
 
 @dataclasses.dataclass
