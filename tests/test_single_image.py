@@ -100,9 +100,9 @@ def test_another_model_or_seed_never_reuses_the_folder(dummy_components, image_p
 
 
 def test_keeping_a_renders_framing_and_camera_is_stage_04s_run(dummy_components, red_disc_rgba, tmp_path):
-    """The same code path: a render of stage 01 given with its recorded angles gives stage 04's field exactly (so
-    the same volume IoU). Its `w2c` alone would not do: the centre it gives differs from the angles' in the last
-    bits, and SJC's iterations carry that far (issue 14's IoU gap of 1e-4)."""
+    """The same code path: a render of stage 01 given with its recorded angles is stage 04's run, the same identity
+    (so a finished run is reused by either) and the same field. The centre its `w2c` gives differs from the
+    angles' in the last bits, which changes the identity's hash (not the field: float32 drops them)."""
     polar_deg, azimuth_deg, radius = 128.2825595783578, 124.27243613312444, 1.9530404494234677  # the duck's
     folder = tmp_path / "data" / "renders" / "disc"
     folder.mkdir(parents=True)
