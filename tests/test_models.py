@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,29 @@ def test_save_load_round_trip_is_exact(components: models.Zero123Components, tmp
     assert torch.equal(loaded.scheduler.alphas_cumprod, components.scheduler.alphas_cumprod)
     assert loaded.feature_extractor.image_mean == components.feature_extractor.image_mean
     assert loaded.summary() == components.summary()
+
+
+def test_a_loaded_model_computes_what_its_pickled_copy_in_a_worker_computes(
+    components: models.Zero123Components, tmp_path: Path
+) -> None:
+    """Stage 04's workers get the model pickled, in fresh memory; `reconstruct` computes with the loaded one.
+
+    safetensors leaves most tensors off torch's alignment, where some CPU kernels round differently, so the
+    two disagreed in the last bits (and SJC ended in another field). Loaded tensors must sit where a
+    pickled copy's do: aligned, each in memory of its own, computing the same bits.
+    """
+    components.save_pretrained(tmp_path / "model")
+    loaded = models.Zero123Components.load_pretrained(tmp_path / "model")
+    unaligned = [
+        f"{name}.{key}"
+        for name, module in loaded.modules().items()
+        for key, tensor in (*module.named_parameters(), *module.named_buffers())
+        if tensor.data_ptr() % models.MEMORY_ALIGNMENT
+    ]
+    assert not unaligned, f"{len(unaligned)} loaded tensors are not {models.MEMORY_ALIGNMENT}-byte aligned"
+    in_worker = pickle.loads(pickle.dumps(loaded))
+    for a, b in zip(_outputs(loaded), _outputs(in_worker), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_load_pretrained_names_a_missing_file(components: models.Zero123Components, tmp_path: Path) -> None:
