@@ -22,6 +22,7 @@ Variants by name are in `VARIANTS`; `--variant NAME KEY=VALUE ...` adds one of y
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from zero1to3 import data, evaluate, files, metrics, models, outputs, reconstruction, repro
+from zero1to3 import data, evaluate, files, fingerprint, metrics, models, outputs, reconstruction, repro
 from zero1to3.config import SJCConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -74,19 +75,34 @@ def variant_config(base: dict[str, Any], overrides: dict[str, Any]) -> SJCConfig
     return SJCConfig.from_dict(base | overrides | {"num_threads": 1})
 
 
-def seed_from_stage04(stage04_dir: Path, work: Path, object_ids: list[str]) -> int:
-    """Copy stage 04's finished runs of `object_ids` into `work` (where none is yet); the number of runs copied.
+def _identity(record: Path) -> dict[str, Any] | None:
+    """The run identity a finished run's record holds (None: no record, or not one of ours)."""
+    try:
+        identity = json.loads(record.read_text()).get("identity")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return identity if isinstance(identity, dict) else None
 
-    `reconstruct_object` reuses a copy only if it was made from the same prior, input, seed and config: a stale
-    one is reconstructed afresh, so copying is never wrong, only sometimes useless.
+
+def seed_from_stage04(stage04_dir: Path, work: Path, object_ids: list[str], priors: dict[str, str]) -> int:
+    """Copy stage 04's finished runs of `object_ids` into `work`; the number of runs copied.
+
+    A run is copied when it was made with today's prior (`priors`: each method's model fingerprint) and `work`
+    holds no run of the same identity: absent, or stale (made from an older model, say), which the copy replaces.
+    Nothing else is touched. `reconstruct_object` reuses a copy only if it was made from the same prior, input,
+    seed and config, so a copy is never wrong; these rules keep it from being useless, and a stale run of the
+    variant's own from costing a reconstruction that stage 04 has already made.
     """
     copied = 0
     for method in outputs.SJC_METHODS:
         for oid in object_ids:
             source, target = outputs.mesh_path(stage04_dir, method, oid), outputs.mesh_path(work, method, oid)
             record, field = source.with_suffix(".json"), source.with_suffix(".field.pt")
-            if target.with_suffix(".json").exists() or not (record.is_file() and field.is_file()):
-                continue
+            identity = _identity(record)
+            if identity is None or not field.is_file() or identity.get("prior_fingerprint") != priors.get(method):
+                continue  # unfinished, or made with another model than today's
+            if _identity(target.with_suffix(".json")) == identity:
+                continue  # the same run is there already
             target.parent.mkdir(parents=True, exist_ok=True)
             for path in (source, field, record):  # the record last: it marks the run finished
                 if path.is_file():
@@ -132,7 +148,8 @@ def run(args: argparse.Namespace) -> None:
     meshes, seconds = {}, {}
     for v in variants:
         if not variants[v]:
-            copied = seed_from_stage04(data_dir / "sjc", work / v, object_ids)
+            fingerprints = {m: fingerprint.components_fingerprint(prior) for m, prior in priors.items()}
+            copied = seed_from_stage04(data_dir / "sjc", work / v, object_ids, fingerprints)
             print(f"{v}: {copied} finished runs copied from stage 04 (reused if made from the same models)", flush=True)
         print(f"variant {v}: {variants[v] or 'stage 04 as it is'}", flush=True)
         records = reconstruction.reconstruct_objects(priors, data_dir, object_ids, view, configs[v], seed, work / v,

@@ -1,5 +1,7 @@
 """benchmarks/sjc_sweep.py: variants are stage 04's config with checked overrides, one thread per worker."""
 
+import json
+
 import pytest
 import yaml
 
@@ -30,13 +32,28 @@ def test_bad_variants_are_errors_naming_the_key(sweep):
         sweep.parse_variant(["mine", "guidance_scale"])
 
 
-def test_stage04s_finished_runs_are_copied_once_and_unfinished_ones_not(sweep, tmp_path):
+def _finish(folder, oid, prior, field=True):
+    """A finished run's files as `reconstruct_object` writes them, its record last, made with model `prior`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{oid}.ply").write_text(f"{oid} made with {prior}")
+    if field:
+        (folder / f"{oid}.field.pt").write_text("field")
+    (folder / f"{oid}.json").write_text(json.dumps({"identity": {"prior_fingerprint": prior, "seed": 0}}))
+
+
+def test_stage04s_finished_runs_of_todays_model_are_copied_once_and_replace_stale_ones(sweep, tmp_path):
     stage04, work = tmp_path / "sjc", tmp_path / "work"
-    for name in ("a.ply", "a.field.pt", "a.json", "b.ply", "b.json"):  # b: no field, not finished
-        (stage04 / "sjc" / name).parent.mkdir(parents=True, exist_ok=True)
-        (stage04 / "sjc" / name).write_text(name)
-    assert sweep.seed_from_stage04(stage04, work, ["a", "b", "c"]) == 1
+    priors = {"sjc": "today", "sjc_i": "today-i"}
+    _finish(stage04 / "sjc", "a", "today")
+    _finish(stage04 / "sjc", "b", "today", field=False)  # not finished
+    _finish(stage04 / "sjc", "old", "yesterday")  # stage 04 not rerun since the model changed
+    assert sweep.seed_from_stage04(stage04, work, ["a", "b", "c", "old"], priors) == 1
     assert sorted(p.name for p in (work / "sjc").iterdir()) == ["a.field.pt", "a.json", "a.ply"]
-    (work / "sjc" / "a.json").write_text("this variant's own record")
-    assert sweep.seed_from_stage04(stage04, work, ["a"]) == 0  # never over a run of the sweep's own
-    assert (work / "sjc" / "a.json").read_text() == "this variant's own record"
+    assert sweep.seed_from_stage04(stage04, work, ["a"], priors) == 0  # the same run is there already
+
+    _finish(work / "sjc", "d", "yesterday")  # the variant's own run, made with an older model: stale
+    _finish(stage04 / "sjc", "d", "today")
+    _finish(work / "sjc", "old", "today")  # the variant's own run of today's model: kept over stage 04's older one
+    assert sweep.seed_from_stage04(stage04, work, ["d", "old"], priors) == 1
+    assert (work / "sjc" / "d.ply").read_text() == "d made with today"
+    assert (work / "sjc" / "old.ply").read_text() == "old made with today"
