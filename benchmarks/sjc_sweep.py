@@ -16,7 +16,9 @@ they were made from the same models and settings, so `default` costs nothing aft
         [--work .sweep/sjc] [--out results/benchmarks/sjc_sweep.json] [--workers 2]
     python benchmarks/sjc_sweep.py run --variant mine guidance_scale=20 lambda_input=1000 ...
 
-Variants by name are in `VARIANTS`; `--variant NAME KEY=VALUE ...` adds one of your own.
+Variants by name are in `VARIANTS`; `--variant NAME KEY=VALUE ...` adds one of your own. `--out` keeps the rows
+of variants an earlier run wrote there when they were made on the same objects with the same models (each row records
+the models' fingerprints), so variants can be measured one session at a time; other earlier rows are dropped.
 """
 
 from __future__ import annotations
@@ -111,6 +113,26 @@ def seed_from_stage04(stage04_dir: Path, work: Path, object_ids: list[str], prio
     return copied
 
 
+def merge_earlier(
+    earlier: dict[str, Any] | None, variants: dict[str, Any], sets: dict[str, list[str]], priors: dict[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """This run's variant rows, plus the rows of an earlier `--out` that still compare with them; the names dropped.
+
+    An earlier row is kept (marked `from_earlier_run`) when it is of a variant this run did not run, on the same
+    objects and with the same prior models (`priors`, the fingerprints each row records): then its IoUs pair with
+    this run's. Any other earlier row is dropped, by name, rather than set beside numbers it does not compare with.
+    """
+    merged, dropped = dict(variants), []
+    for name, row in ((earlier or {}).get("variants") or {}).items():
+        if name in variants:
+            continue
+        if earlier.get("sets") == sets and row.get("priors") == priors:
+            merged[name] = {**row, "from_earlier_run": True}
+        else:
+            dropped.append(name)
+    return merged, dropped
+
+
 def summarize(
     meshes: dict[str, dict[str, Path]], sets: dict[str, list[str]], data_dir: Path, seed: int
 ) -> dict[str, Any]:
@@ -145,10 +167,10 @@ def run(args: argparse.Namespace) -> None:
     object_ids = list(dict.fromkeys(oid for ids in sets.values() for oid in ids))
     priors = {method: models.Zero123Components.load_pretrained(Path(group["models_dir"]) / folder / "model")
               for method, folder in (("sjc", "pose"), ("sjc_i", "no_pose"))}  # fmt: skip
+    fingerprints = {m: fingerprint.components_fingerprint(prior) for m, prior in priors.items()}
     meshes, seconds = {}, {}
     for v in variants:
         if not variants[v]:
-            fingerprints = {m: fingerprint.components_fingerprint(prior) for m, prior in priors.items()}
             copied = seed_from_stage04(data_dir / "sjc", work / v, object_ids, fingerprints)
             print(f"{v}: {copied} finished runs copied from stage 04 (reused if made from the same models)", flush=True)
         print(f"variant {v}: {variants[v] or 'stage 04 as it is'}", flush=True)
@@ -161,8 +183,13 @@ def run(args: argparse.Namespace) -> None:
                 if r["mesh_error"]:
                     print(f"{v} {m} {oid}: no mesh ({r['mesh_error']})", flush=True)
     evaluate_seed = int(params["evaluate"]["seed"])
-    result = {"variants": {v: {"overrides": variants[v], "sjc_seconds_this_run": round(seconds[v], 1),
-                               **summarize(meshes[v], sets, data_dir, evaluate_seed)} for v in variants},
+    rows = {v: {"overrides": variants[v], "sjc_seconds_this_run": round(seconds[v], 1), "priors": fingerprints,
+                **summarize(meshes[v], sets, data_dir, evaluate_seed)} for v in variants}  # fmt: skip
+    earlier = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else None
+    rows, dropped = merge_earlier(earlier, rows, sets, fingerprints)
+    if dropped:
+        print(f"{args.out}: dropped {', '.join(dropped)} (other objects or models than this run's)", flush=True)
+    result = {"variants": rows,
               "sets": sets, "workers": args.workers, "load_average": list(os.getloadavg()),
               "environment": repro.environment_info()}  # fmt: skip
     files.write_json_atomic(args.out, result)
