@@ -13,9 +13,10 @@ a fixed reference workload (`reference_seconds`: the tiny UNet's forward and bac
 timed, so that a slow run can be told from a slow machine. Bar (issue 14): the median run under 120 s on the 2-core
 machine, and the stage-04 run's IoU at least stage 04's; every run's time is reported. The IoU is judged only when the
 command's run identity (`sjc.run_identity`: settings, seed, input, model) equals stage 04's; otherwise the keys that
-differ are reported. Run it on an idle machine after `dvc repro sjc` (it needs stage 02's model and stage 04's meshes),
-or, to time the command at the study's settings with the model of `make quick` (the same networks, so the same work):
-a copy of params.yaml whose `sjc` and `evaluate` groups read `quick/data` and `quick/models/finetune`.
+differ are reported. Run it on an idle machine after `dvc repro sjc` (it needs stage 02's model and stage 04's meshes).
+To time the command at the study's settings on a machine with only `make quick`'s study (the same networks, so the
+same work; stage 04's meshes there are of another config, so the IoU is not judged), point it there:
+`--data-dir quick/data --models-dir quick/models/finetune`.
 
     python benchmarks/bench_reconstruct.py [--objects 1] [--repeats 3] [--out results/benchmarks/reconstruct.json]
 """
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 import yaml
 
-from zero1to3 import data, evaluate, files, models, outputs, repro
+from zero1to3 import data, evaluate, files, models, outputs, repro, sjc
 
 BAR_SECONDS = 120.0
 
@@ -77,11 +78,6 @@ def run_command(image: Path, out_dir: Path, model: Path, params: Path, extra: li
             "within_bar": seconds < BAR_SECONDS, "identity": record["identity"]}  # fmt: skip
 
 
-def identity_differences(run: dict[str, object], stage04: dict[str, object]) -> list[str]:
-    """The keys of `sjc.run_identity` (config, seed, pose, input, prior) in which a run differs from stage 04's."""
-    return sorted(k for k in run.keys() | stage04.keys() if run.get(k) != stage04.get(k))
-
-
 def iou(mesh_file: Path, truth: Path, object_id: str, seed: int) -> float:
     """Volumetric IoU against the true mesh, as stage 05 scores it (a missing mesh scores 0)."""
     scores = evaluate.reconstruction_scores({"sjc": {object_id: mesh_file}}, {object_id: truth}, seed=seed)
@@ -93,10 +89,13 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1, help="how many of stage 04's zero-shot objects")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command (the median meets the bar)")
     parser.add_argument("--params", default="params.yaml", help="stage 04's params (or profiles/quick.yaml)")
+    parser.add_argument("--data-dir", help="renders and stage 04's meshes (default: the params' sjc.data_dir)")
+    parser.add_argument("--models-dir", help="stage 02's models (default: the params' sjc.models_dir)")
     parser.add_argument("--out", default="results/benchmarks/reconstruct.json")
     args = parser.parse_args()
     params = yaml.safe_load(Path(args.params).read_text())
     group, evaluate_seed = params["sjc"], params["evaluate"]["seed"]
+    group |= {k: v for k, v in (("data_dir", args.data_dir), ("models_dir", args.models_dir)) if v}
     data_dir, sjc_dir, view = Path(group["data_dir"]), Path(group["data_dir"]) / "sjc", int(group["input_view"])
     model = Path(group["models_dir"]) / "pose" / "model"  # stage 04's prior, as its notebook loads it
     count = min(args.objects, group["objects_per_set"]["zero_shot"])
@@ -124,9 +123,9 @@ def main() -> None:
         stage_iou = iou(stage_mesh, truth, oid, evaluate_seed)
         # Same identity, same run: then (and only then) the IoU must be stage 04's. Another params file than
         # stage 04 ran with (e.g. the study's settings on `make quick`'s stage 04) times the command all the same.
-        stage_identity = json.loads(stage_mesh.with_suffix(".json").read_text())["identity"]
+        stage_identity = outputs.load_run_record(stage_mesh.with_suffix(".json"))["identity"]
         differs = sorted(
-            {k for r in runs["as_stage04"] for k in identity_differences(r.pop("identity"), stage_identity)}
+            {k for r in runs["as_stage04"] for k in sjc.identity_differences(r.pop("identity"), stage_identity)}
         )
         for r in runs["as_user"]:
             r.pop("identity")

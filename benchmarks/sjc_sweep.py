@@ -80,7 +80,7 @@ def variant_config(base: dict[str, Any], overrides: dict[str, Any]) -> SJCConfig
 def _identity(record: Path) -> dict[str, Any] | None:
     """The run identity a finished run's record holds (None: no record, or not one of ours)."""
     try:
-        identity = json.loads(record.read_text()).get("identity")
+        identity = outputs.load_run_record(record).get("identity")
     except (OSError, ValueError, AttributeError):
         return None
     return identity if isinstance(identity, dict) else None

@@ -591,7 +591,7 @@ def _in_own_memory(module: nn.Module) -> nn.Module:
     Linear, 1.9e-7 in the image embedding, which 900 SJC iterations carry into another field). A model
     that reaches a worker pickled sits in fresh memory, so without this the same weights computed other
     bits in stage 04's workers than in the process that loaded them (`reconstruct`, stage 03). Copied once
-    here, every caller computes the same bits; the copy also frees the file's buffer.
+    here, every caller computes the same bits.
     """
     with torch.no_grad():
         for tensor in (*module.parameters(), *module.buffers()):

@@ -222,6 +222,11 @@ def run_identity(
             "prior_fingerprint": prior}  # fmt: skip
 
 
+def identity_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The keys of two `run_identity`s (config, seed, use_pose, input, prior) in which they differ, sorted."""
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest `sjc_NNNNNN.pt` in `checkpoint_dir`, if any."""
     return checkpoints.latest(checkpoint_dir, CHECKPOINT_PREFIX)
@@ -285,10 +290,8 @@ def reconstruct(
         last = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
         state = checkpoints.load(last) if last is not None else None
         if state is not None and state["identity"] != identity:
-            changed = sorted(k for k in identity.keys() | state["identity"].keys()
-                             if state["identity"].get(k) != identity.get(k))  # fmt: skip
             logger.warning("SJC checkpoints in %s belong to another run (%s differ): starting afresh",
-                           checkpoint_dir, ", ".join(changed))  # fmt: skip
+                           checkpoint_dir, ", ".join(identity_differences(identity, state["identity"])))  # fmt: skip
             checkpoints.remove(checkpoint_dir, CHECKPOINT_PREFIX)
             state = None
         if state is not None:
