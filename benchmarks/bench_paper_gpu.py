@@ -1,6 +1,6 @@
 """Benchmark the `paper` profile at full size on one GPU: training step time and peak memory, DDIM-50 sampling time.
 
-Random weights at the paper's architecture (`models.build_paper_components`: SD-v1 UNet with 8 input channels,
+Random weights at the paper's architecture (`builders.build_paper_components`: SD-v1 UNet with 8 input channels,
 SD's VAE, CLIP ViT-L/14's vision tower, `cc_projection`), built directly on the GPU. The training step is
 stage 02's (`train.training_step` and `train.fit`'s optimiser step: the profile's micro-batch, condition
 dropout, accelerate's mixed precision and gradient accumulation, clipping, AdamW with the 10x `cc_projection`
@@ -34,8 +34,11 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers.training_utils import EMAModel
 
-from zero1to3 import conditioning, files, models, repro, sample
 from zero1to3.config import FinetuneConfig, SamplerParams
+from zero1to3.core import files, repro
+from zero1to3.model import builders, conditioning, encoders, schedulers
+from zero1to3.model.components import Zero123Components
+from zero1to3.novel_views import sample
 
 GIB = 2**30
 WARMUP_STEPS = 1  # optimiser steps left out of the timing (cuDNN autotuning, allocator growth)
@@ -48,10 +51,10 @@ def training_config(profile: dict[str, Any], tiny: bool) -> FinetuneConfig:
     return dataclasses.replace(cfg, batch_size=2, gradient_accumulation_steps=1) if tiny else cfg
 
 
-def build(cfg: FinetuneConfig, device: torch.device, tiny: bool) -> models.Zero123Components:
+def build(cfg: FinetuneConfig, device: torch.device, tiny: bool) -> Zero123Components:
     if tiny:
-        return models.build_tiny_components(models.DUMMY_SIZES, cfg.seed, cfg.prediction_type).to(device)
-    return models.build_paper_components(cfg.seed, device, cfg.prediction_type)
+        return builders.build_tiny_components(builders.DUMMY_SIZES, cfg.seed, cfg.prediction_type).to(device)
+    return builders.build_paper_components(cfg.seed, device, cfg.prediction_type)
 
 
 def sync(device: torch.device) -> None:
@@ -59,9 +62,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def micro_batch_loss(
-    components: models.Zero123Components, cfg: FinetuneConfig, generator: torch.Generator
-) -> torch.Tensor:
+def micro_batch_loss(components: Zero123Components, cfg: FinetuneConfig, generator: torch.Generator) -> torch.Tensor:
     """`train.training_step` on random inputs of the profile's sizes (target latents precomputed, as in stage 02)."""
     device, bsz = components.unet.device, cfg.batch_size
     size, lat = int(components.image_encoder.config.image_size), int(components.unet.config.sample_size)
@@ -72,31 +73,40 @@ def micro_batch_loss(
         mean + 0.1 * torch.randn(mean.shape, generator=generator, device=device)
     )
     with torch.set_grad_enabled(cfg.train_image_encoder):
-        clip = models.encode_clip_image(components.image_encoder, components.feature_extractor, images)
+        clip = encoders.encode_clip_image(components.image_encoder, components.feature_extractor, images)
     drop_clip, drop_concat = conditioning.sample_dropout_masks(bsz, generator, cfg.cfg_dropout_prob)
     pose = torch.randn(bsz, 4, generator=generator, device=device)
     cond = conditioning.build_conditioning(clip, pose, concat, components.cc_projection, drop_clip, drop_concat)
-    timesteps = torch.randint(components.scheduler.config.num_train_timesteps, (bsz,), generator=generator,
-                              device=device)  # fmt: skip
+    timesteps = torch.randint(
+        components.scheduler.config.num_train_timesteps, (bsz,), generator=generator, device=device
+    )
     noise = torch.randn(z0.shape, generator=generator, device=device)
     z_t = components.scheduler.add_noise(z0, noise, timesteps)
-    pred = components.unet(conditioning.unet_input(z_t, cond.concat_latents), timesteps,
-                           encoder_hidden_states=cond.encoder_hidden_states).sample  # fmt: skip
+    pred = components.unet(
+        conditioning.unet_input(z_t, cond.concat_latents), timesteps, encoder_hidden_states=cond.encoder_hidden_states
+    ).sample
     return F.mse_loss(pred.float(), noise.float())  # epsilon, the paper's parameterisation
 
 
-def measure_training(components: models.Zero123Components, cfg: FinetuneConfig, steps: int) -> dict[str, float]:
+def measure_training(components: Zero123Components, cfg: FinetuneConfig, steps: int) -> dict[str, float]:
     """Seconds per optimiser step and peak GPU memory of stage 02's step at `cfg` (random weights: they move)."""
     device = components.unet.device
     AcceleratorState._reset_state(reset_partial_state=True)  # one process measures two precisions in turn
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=device.type == "cpu",
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)  # fmt: skip
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        cpu=device.type == "cpu",
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
     trained = [components.unet, components.cc_projection]
     for name, module in components.modules().items():
         module.requires_grad_(name in ("unet", "cc_projection")).train(name in ("unet", "cc_projection"))
-    groups = [{"params": list(components.unet.parameters()), "lr": cfg.learning_rate},
-              {"params": list(components.cc_projection.parameters()),
-               "lr": cfg.learning_rate * cfg.cc_projection_lr_multiplier}]  # fmt: skip
+    groups = [
+        {"params": list(components.unet.parameters()), "lr": cfg.learning_rate},
+        {
+            "params": list(components.cc_projection.parameters()),
+            "lr": cfg.learning_rate * cfg.cc_projection_lr_multiplier,
+        },
+    ]
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     ema = EMAModel(list(components.unet.parameters()), decay=cfg.ema_decay)
     unet, cc, optimizer = accelerator.prepare(components.unet, components.cc_projection, optimizer)
@@ -135,12 +145,17 @@ def measure_training(components: models.Zero123Components, cfg: FinetuneConfig, 
         torch.cuda.empty_cache()
     seconds = sum(times) / len(times)
     samples = cfg.batch_size * cfg.gradient_accumulation_steps
-    return {"seconds_per_step": seconds, "samples_per_second": samples / seconds, "peak_memory_gib": peak,
-            "peak_reserved_gib": reserved, "loss": loss.item()}  # fmt: skip
+    return {
+        "seconds_per_step": seconds,
+        "samples_per_second": samples / seconds,
+        "peak_memory_gib": peak,
+        "peak_reserved_gib": reserved,
+        "loss": loss.item(),
+    }
 
 
 def measure_sampling(
-    components: models.Zero123Components, sampler: SamplerParams, batch: int, repeats: int
+    components: Zero123Components, sampler: SamplerParams, batch: int, repeats: int
 ) -> dict[str, float]:
     """Seconds per image of `sample.sample_novel_views` (the model's DDIM schedule) for `batch` poses of one image."""
     device = components.unet.device
@@ -152,8 +167,15 @@ def measure_sampling(
     for i in range(1 + repeats):  # the first run warms up
         sync(device)
         tick = time.perf_counter()
-        sample.sample_novel_views(components, images, poses, sampler.ddim_steps, sampler.guidance_scale, sampler.eta,
-                                  torch.Generator().manual_seed(i))  # fmt: skip
+        sample.sample_novel_views(
+            components,
+            images,
+            poses,
+            sampler.ddim_steps,
+            sampler.guidance_scale,
+            sampler.eta,
+            torch.Generator().manual_seed(i),
+        )
         sync(device)
         times.append(time.perf_counter() - tick)
     seconds = sum(times[1:]) / repeats
@@ -181,13 +203,16 @@ def main() -> None:
     build_seconds = time.perf_counter() - tick
 
     out: dict[str, Any] = {
-        "tiny": args.tiny, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tiny": args.tiny,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "num_parameters_millions": {k: v / 1e6 for k, v in components.summary()["num_parameters"].items()},
-        "build_seconds": build_seconds, "micro_batch": cfg.batch_size,
+        "build_seconds": build_seconds,
+        "micro_batch": cfg.batch_size,
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
         "samples_per_step_per_process": cfg.batch_size * cfg.gradient_accumulation_steps,
-    }  # fmt: skip
+    }
     precisions = [cfg.mixed_precision] + (["bf16"] if cfg.mixed_precision != "bf16" else [])
     for precision in precisions:
         result = measure_training(components, dataclasses.replace(cfg, mixed_precision=precision), args.train_steps)
@@ -197,10 +222,15 @@ def main() -> None:
         result = measure_sampling(components, sampler, batch, args.sample_repeats)
         out |= {f"sample_batch{batch}_{k}": v for k, v in result.items()}
         print(f"sample (batch {batch}): {json.dumps(result)}", flush=True)
-    out |= {"ddim_steps": sampler.ddim_steps, "ddim_schedule": components.ddim_schedule,
-            "unet_steps": len(models.ddim_timesteps(sampler.ddim_steps, components.ddim_schedule)),
-            "guidance_scale": sampler.guidance_scale, "eta": sampler.eta, "total_seconds": time.perf_counter() - tick,
-            "env": repro.environment_info()}  # fmt: skip
+    out |= {
+        "ddim_steps": sampler.ddim_steps,
+        "ddim_schedule": components.ddim_schedule,
+        "unet_steps": len(schedulers.ddim_timesteps(sampler.ddim_steps, components.ddim_schedule)),
+        "guidance_scale": sampler.guidance_scale,
+        "eta": sampler.eta,
+        "total_seconds": time.perf_counter() - tick,
+        "env": repro.environment_info(),
+    }
     files.write_json_atomic(args.out, out)
     print(f"wrote {args.out}")
 

@@ -18,8 +18,9 @@ import os
 import platform
 import tempfile
 
-from zero1to3 import files, objects, render
 from zero1to3.config import RenderConfig
+from zero1to3.core import files
+from zero1to3.dataset import objects, render
 
 BAR_MS_AT_64 = 80.0
 
@@ -61,7 +62,7 @@ def main() -> None:
         polar_max_deg=180.0,
         data_dir="",
         results_dir="",
-    )  # fmt: skip  (the default study's render settings)
+    )  # (the default study's render settings)
     sources = [objects.random_urdf_source(i) for i in range(args.objects)]
     measure(sources[:2], base)  # warm the file cache and Blender's kernels once
     runs = {

@@ -25,12 +25,15 @@ import torch
 import yaml
 from PIL import Image
 
-from zero1to3 import files, models, pipeline, repro, sample
+from zero1to3.config import TinyModelSizes
+from zero1to3.core import files, repro
+from zero1to3.model import builders
+from zero1to3.novel_views import pipeline, sample
 
 NUM_VIEWS = 12  # the turntable of the stage-03 figures: one view every 30 degrees
-NUM_STEPS = 50  # the paper's DDIM steps (spec 4.5)
-GUIDANCE_SCALE = 3.0  # the paper's CFG weight (spec 4.3)
-ETA = 1.0  # the paper's DDIM eta (spec 4.5)
+NUM_STEPS = 50  # the paper's DDIM steps (docs/conventions.md#ddim-schedule)
+GUIDANCE_SCALE = 3.0  # the paper's CFG weight (docs/conventions.md#classifier-free-guidance)
+ETA = 1.0  # the paper's DDIM eta (docs/conventions.md#ddim-schedule)
 BAR_IMAGES_PER_SECOND = 2.5
 BUSY_LOAD = 0.5  # 1-minute load average above which another process shares the cores
 
@@ -66,23 +69,31 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmarks/sample.json")
     args = parser.parse_args()
     group = yaml.safe_load(Path(args.params).read_text())["finetune"]
-    sizes = models.TinyModelSizes.from_dict(group["tiny_model"])
-    components = models.build_tiny_components(sizes, 0, group["training"]["prediction_type"])
+    sizes = TinyModelSizes.from_dict(group["tiny_model"])
+    components = builders.build_tiny_components(sizes, 0, group["training"]["prediction_type"])
     torch.set_num_threads(os.cpu_count() or 1)
     pipe = pipeline.Zero123Pipeline.from_components(components)
     image = synthetic_input()
     azimuth = [k * 360.0 / NUM_VIEWS for k in range(NUM_VIEWS)]
 
     def run_pipeline() -> None:
-        pipe(image, 0.0, azimuth, num_inference_steps=NUM_STEPS, guidance_scale=GUIDANCE_SCALE, eta=ETA,
-             generator=torch.Generator().manual_seed(0))  # fmt: skip
+        pipe(
+            image,
+            0.0,
+            azimuth,
+            num_inference_steps=NUM_STEPS,
+            guidance_scale=GUIDANCE_SCALE,
+            eta=ETA,
+            generator=torch.Generator().manual_seed(0),
+        )
 
     prepared = pipe.prepare_image(image).expand(NUM_VIEWS, -1, -1, -1)
     poses = pipeline.pose_from_degrees(0.0, azimuth)
 
     def run_loop() -> None:
-        sample.sample_novel_views(components, prepared, poses, NUM_STEPS, GUIDANCE_SCALE, ETA,
-                                  torch.Generator().manual_seed(0))  # fmt: skip
+        sample.sample_novel_views(
+            components, prepared, poses, NUM_STEPS, GUIDANCE_SCALE, ETA, torch.Generator().manual_seed(0)
+        )
 
     load_before = os.getloadavg()
     timed = time_runs({"pipeline": run_pipeline, "loop": run_loop}, args.repeats)
@@ -135,8 +146,10 @@ def main() -> None:
     summary = {k: v for k, v in out.items() if k not in ("tiny_model", "environment")}
     print(json.dumps(summary, indent=2))
     verdict = "meets" if out["meets_bar"] else "misses"
-    print(f"{images_per_second:.2f} images/s at {torch.get_num_threads()} threads {verdict} the bar of "
-          f"{BAR_IMAGES_PER_SECOND} images/s ({note})")  # fmt: skip
+    print(
+        f"{images_per_second:.2f} images/s at {torch.get_num_threads()} threads {verdict} the bar of "
+        f"{BAR_IMAGES_PER_SECOND} images/s ({note})"
+    )
     files.write_json_atomic(args.out, out)
 
 

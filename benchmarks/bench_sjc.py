@@ -1,4 +1,4 @@
-"""Benchmark stage 04: iterations per second of `sjc.reconstruct` at the default `SJCConfig`.
+"""Benchmark stage 04: iterations per second of `system.reconstruct` at the default `SJCConfig`.
 
 Runs the whole default reconstruction once (every iteration: three 16x16 latent renders of the 64^3 field
 with backward, one batched CFG UNet call, Adamax) with the tiny model: the trained one in
@@ -9,7 +9,7 @@ synthetic disc. Bar: at least 20 iterations/s on the 2-core machine, i.e. ~40 s 
 Another process may be using the same cores: the 1-minute load average before and after the run is
 recorded beside the figures, and the median per-iteration time is reported beside the wall-clock rate.
 
-    python benchmarks/bench_sjc.py [--iterations N] [--out results/benchmarks/sjc.json]
+    python benchmarks/bench_sjc.py [--iterations N] [--out results/benchmarks/system.json]
 """
 
 from __future__ import annotations
@@ -24,19 +24,25 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from zero1to3 import cameras, data, files, models, repro, sjc
+from zero1to3 import cameras
+from zero1to3.config import TinyModelSizes
+from zero1to3.core import files, repro
+from zero1to3.dataset import data
+from zero1to3.model import builders
+from zero1to3.model.components import Zero123Components
+from zero1to3.sjc import system
 
 BAR_ITERATIONS_PER_SECOND = 20.0
 WARMUP = 10  # iterations left out of the median (oneDNN kernel selection, allocator warm-up)
 MODEL_DIR = Path("models/finetune/pose/model")
 
 
-def load_components(params: Path) -> tuple[models.Zero123Components, str]:
+def load_components(params: Path) -> tuple[Zero123Components, str]:
     if (MODEL_DIR / "model_index.json").is_file():
-        return models.Zero123Components.load_pretrained(MODEL_DIR), str(MODEL_DIR)
+        return Zero123Components.load_pretrained(MODEL_DIR), str(MODEL_DIR)
     sizes = yaml.safe_load(params.read_text())["finetune"]["tiny_model"]
-    sizes = models.TinyModelSizes.from_dict(sizes)
-    return models.build_tiny_components(sizes, seed=0, prediction_type="v_prediction"), "random tiny_model weights"
+    sizes = TinyModelSizes.from_dict(sizes)
+    return builders.build_tiny_components(sizes, seed=0, prediction_type="v_prediction"), "random tiny_model weights"
 
 
 def input_view(size: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -54,15 +60,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=None, help="override the default iteration count")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="results/benchmarks/sjc.json")
+    parser.add_argument("--out", default="results/benchmarks/system.json")
     args = parser.parse_args()
-    cfg = sjc.SJCConfig.from_dict(yaml.safe_load(Path(args.params).read_text())["sjc"]["config"])
+    cfg = system.SJCConfig.from_dict(yaml.safe_load(Path(args.params).read_text())["sjc"]["config"])
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, iterations=args.iterations)
     components, model = load_components(Path(args.params))
     rgba, center, source = input_view(int(components.vae.config.sample_size))
     load_before = os.getloadavg()
-    result = sjc.reconstruct(components, rgba, center, cfg, seed=0, progress=False)
+    result = system.reconstruct(components, rgba, center, cfg, seed=0, progress=False)
     load_after = os.getloadavg()
     seconds = [row["seconds"] for row in result.history]
     median = statistics.median(seconds[WARMUP:])

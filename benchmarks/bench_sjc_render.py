@@ -1,7 +1,8 @@
 """Benchmark stage 04's renderer: milliseconds per forward+backward render of a 64^3 x (1+4) voxel field.
 
 Renders one view (16x16 and 32x32, 64 samples per ray, bin midpoints) of a `VoxelField` with 4 latent
-channels as SJC does (spec 5.2, at 64^3 instead of the paper's 100^3), back-propagates a scalar loss
+channels as SJC does (docs/conventions.md#sjc-field-and-renderer, at 64^3 instead of the paper's 100^3),
+back-propagates a scalar loss
 into both grids, and reports the median over repeats; a forward-only time is given beside it. Compare
 with environment.md section 6 (64^3 x (1+4), 64 samples, 64x64 image: 42 ms forward, 136 ms fwd+bwd).
 
@@ -24,7 +25,9 @@ import time
 import numpy as np
 import torch
 
-from zero1to3 import cameras, files, raymarch, voxel
+from zero1to3 import cameras
+from zero1to3.core import files
+from zero1to3.sjc import raymarch, voxel
 
 
 def time_render(field: voxel.VoxelField, rays: raymarch.Rays, num_samples: int, repeats: int) -> dict[str, float]:

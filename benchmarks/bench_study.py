@@ -20,9 +20,10 @@ from pathlib import Path
 
 import nbformat
 
-from zero1to3 import files, progress, stages
+from zero1to3 import stages
+from zero1to3.core import files, progress
 
-BUDGET_MINUTES = 90.0  # the default study on the 2-core machine (README, issue 7)
+BUDGET_MINUTES = 90.0  # the default study on the 2-core machine (README)
 
 
 NOTHING_REUSED = progress.reuse_line([])  # a notebook's line when its stage computed everything itself
@@ -59,8 +60,11 @@ def stage_times(folder: Path) -> dict[str, dict]:
             raise RuntimeError(f"{path} records a failed run; its times do not describe a complete study")
         if meta.get("duration") is None:
             raise RuntimeError(f"{path} records a run that has not finished (or is running now): no time to report")
-        cells = [(c.source.splitlines()[0][:60] if c.source else "", c.metadata.get("papermill", {}).get("duration"))
-                 for c in nb.cells if c.cell_type == "code"]  # fmt: skip
+        cells = [
+            (c.source.splitlines()[0][:60] if c.source else "", c.metadata.get("papermill", {}).get("duration"))
+            for c in nb.cells
+            if c.cell_type == "code"
+        ]
         slowest = sorted((c for c in cells if c[1] is not None), key=lambda c: -c[1])[:3]
         reused = reuse_note(nb)
         out[stage] = {

@@ -26,8 +26,13 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from zero1to3 import autoencoder, cameras, conditioning, data, files, models, train
+from zero1to3 import cameras
 from zero1to3.config import FinetuneConfig
+from zero1to3.core import files
+from zero1to3.dataset import data
+from zero1to3.model import autoencoder, conditioning, encoders
+from zero1to3.model.components import Zero123Components
+from zero1to3.novel_views import train
 
 WARMUP = 10  # steps left out of the timing (oneDNN kernel selection, allocator warm-up)
 
@@ -39,7 +44,7 @@ def synthetic_views(num_objects: int, num_views: int, size: int, seed: int) -> d
     return data.MultiViewSet([f"o{i}" for i in range(num_objects)], rgba, centers)
 
 
-def bare_steps(components: models.Zero123Components, cfg: FinetuneConfig, steps: int) -> list[float]:
+def bare_steps(components: Zero123Components, cfg: FinetuneConfig, steps: int) -> list[float]:
     """Forward/backward/AdamW of the same trained networks on random tensors: the floor for our loop."""
     unet, clip, cc = components.unet, components.image_encoder, components.cc_projection
     params = [p for m in (unet, clip, cc) for p in m.parameters()]
@@ -53,7 +58,7 @@ def bare_steps(components: models.Zero123Components, cfg: FinetuneConfig, steps:
         tick = time.perf_counter()
         images = torch.rand(cfg.batch_size, 3, size, size, generator=g) * 2 - 1
         z_t, concat = torch.randn(2, cfg.batch_size, 4, lat, lat, generator=g)
-        embeds = models.encode_clip_image(clip, components.feature_extractor, images)
+        embeds = encoders.encode_clip_image(clip, components.feature_extractor, images)
         context = cc(embeds, torch.randn(cfg.batch_size, 4, generator=g))[:, None]
         t = torch.randint(1000, (cfg.batch_size,), generator=g)
         pred = unet(conditioning.unet_input(z_t, concat), t, encoder_hidden_states=context).sample
@@ -72,8 +77,9 @@ def main() -> None:
     parser.add_argument("--out", default="results/benchmarks/train.json")
     args = parser.parse_args()
     group = yaml.safe_load(Path(args.params).read_text())["finetune"]  # the default tiny config
-    cfg = FinetuneConfig.from_dict(group["training"] | {"seed": 0, "use_pose": True, "max_steps": args.steps,
-                                                        "checkpoint_every": 10**9})  # fmt: skip
+    cfg = FinetuneConfig.from_dict(
+        group["training"] | {"seed": 0, "use_pose": True, "max_steps": args.steps, "checkpoint_every": 10**9}
+    )
     build = lambda: train.build_components("tiny", group["tiny_model"], "", cfg.prediction_type, 0)  # noqa: E731
     components = build()
     views = synthetic_views(40, 12, int(group["tiny_model"]["image_size"]), 0)
@@ -94,9 +100,13 @@ def main() -> None:
         "batch_size": cfg.batch_size,
         "steps_timed": args.steps - WARMUP,
         "config": dataclasses.asdict(cfg) | {"tiny_model": group["tiny_model"]},
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "torch_threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]},
-    }  # fmt: skip
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0],
+        },
+    }
     print(json.dumps({k: v for k, v in out.items() if k != "config"}, indent=2))
     files.write_json_atomic(args.out, out)
 

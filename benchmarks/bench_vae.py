@@ -31,8 +31,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from zero1to3 import autoencoder, cameras, data, files, models
+from zero1to3 import cameras
 from zero1to3.config import TinyModelSizes
+from zero1to3.core import files
+from zero1to3.dataset import data
+from zero1to3.model import autoencoder, builders
 
 WARMUP = 5  # steps left out of the timing (oneDNN kernel selection, allocator warm-up)
 
@@ -115,19 +118,30 @@ def main() -> None:
         parser.error(f"--steps must exceed the {WARMUP} warm-up steps")
     group = yaml.safe_load(Path(args.params).read_text())["finetune"]
     sizes, vae_cfg = TinyModelSizes.from_dict(group["tiny_model"], "tiny_model"), group["vae"]
-    new_vae = lambda: models.build_tiny_components(sizes, 0).vae  # noqa: E731  (the same start every time)
+    new_vae = lambda: builders.build_tiny_components(sizes, 0).vae  # noqa: E731  (the same start every time)
     views = render_views(args.data_dir, 40) if args.data_dir else synthetic_views(40, 12, sizes.image_size, 0)
     batch = int(vae_cfg["batch_size"])
     timed = lambda times: statistics.median(times[WARMUP:])  # noqa: E731
 
-    history = autoencoder.fit_vae(new_vae(), views, args.steps, batch, vae_cfg["learning_rate"],
-                                  vae_cfg["kl_weight"], torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    history = autoencoder.fit_vae(
+        new_vae(),
+        views,
+        args.steps,
+        batch,
+        vae_cfg["learning_rate"],
+        vae_cfg["kl_weight"],
+        torch.Generator().manual_seed(0),
+        progress=False,
+    )
     ours = timed([row["seconds"] for row in history])
     flat = views.rgba.reshape(-1, *views.rgba.shape[2:])
     pick = np.random.default_rng(0).choice(len(flat), batch, replace=False)
-    batches = {"views": data.to_model_images(flat[pick]),
-               "random": torch.rand(batch, 3, sizes.image_size, sizes.image_size,
-                                    generator=torch.Generator().manual_seed(0)) * 2 - 1}  # fmt: skip
+    batches = {
+        "views": data.to_model_images(flat[pick]),
+        "random": torch.rand(batch, 3, sizes.image_size, sizes.image_size, generator=torch.Generator().manual_seed(0))
+        * 2
+        - 1,
+    }
     bare = {}
     for name, x in batches.items():
         bare[name] = timed(bare_steps(new_vae(), x, vae_cfg["kl_weight"], vae_cfg["learning_rate"], args.steps))
@@ -151,9 +165,13 @@ def main() -> None:
         "statistic": "median seconds per step",
         "tiny_model": group["tiny_model"],
         "vae": vae_cfg,
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "torch_threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]},
-    }  # fmt: skip
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_1min": os.getloadavg()[0],
+        },
+    }
     print({k: v for k, v in out.items() if k not in ("tiny_model", "vae")})
     files.write_json_atomic(args.out, out)
 

@@ -1,7 +1,7 @@
 """Stage 02's recipe as an experiment on a GPU: how far from "copy the input view" is the model, by training steps?
 
 The default study trains on 2 CPU cores for about 18 minutes per model; whether a longer or wider recipe would beat
-copy-the-input (issue 13) is a question of trend, which a GPU answers in minutes. Each variant below is the
+copy-the-input is a question of trend, which a GPU answers in minutes. Each variant below is the
 default recipe (params.yaml's finetune group) with a few fields changed; it trains with `train.fit`, the study's own
 loop, and at each milestone step samples the 60 test objects' six target views from input view 0 with the
 study's sampler (DDIM 50, guidance 3, eta 1; batched here, so the noise differs from stage 03's per-object draws),
@@ -16,7 +16,7 @@ The VAE is trained once (params' settings, on the union of the run's training se
 sees the same latents; the baseline of a variant (`*_nopose`) has the same recipe with the pose zeroed, as the
 study's.
 
-Training objects are a lever too (issue 13): `pack --extra every=DIR` adds a second data folder's `train` and `test`
+Training objects are a lever too: `pack --extra every=DIR` adds a second data folder's `train` and `test`
 splits as the sets `every_train` and `every_test` (e.g. the procedural everyday objects of
 `lib/zero1to3/everyday.py`, rendered by stage 01's code into DIR), and the `mix_*` and `every_*` variants train on
 them. `run --eval-sets test,every_test,zero_shot` scores every milestone on each named set (default: `test`).
@@ -44,9 +44,15 @@ import numpy as np
 import torch
 import yaml
 
-from zero1to3 import autoencoder, cameras, checkpoints, data, evaluate, models, objects, render, sample, train
-from zero1to3 import everyday as everyday_objects
+from zero1to3 import cameras
 from zero1to3.config import FinetuneConfig, RenderConfig, TinyModelSizes
+from zero1to3.core import checkpoints
+from zero1to3.dataset import data, objects, render
+from zero1to3.dataset import everyday as everyday_objects
+from zero1to3.evaluation import evaluate
+from zero1to3.model import autoencoder, builders
+from zero1to3.model.components import Zero123Components
+from zero1to3.novel_views import sample, train
 
 MILESTONES = (500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000, 48000, 64000)
 INPUT_VIEW, NUM_TARGETS = 0, 6  # as stage 03 (params.yaml's sample group)
@@ -87,8 +93,11 @@ def pack(data_dir: str, out: str, extra: dict[str, str] | None = None) -> None:
                 continue
             views = data.load_multiview(folder, split[name])
             key = prefix + name
-            arrays |= {f"{key}_rgba": views.rgba, f"{key}_centers": views.camera_centers,
-                       f"{key}_ids": np.array(views.object_ids)}  # fmt: skip
+            arrays |= {
+                f"{key}_rgba": views.rgba,
+                f"{key}_centers": views.camera_centers,
+                f"{key}_ids": np.array(views.object_ids),
+            }
             print(f"{key}: {len(views.object_ids)} objects from {folder}")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
@@ -124,8 +133,7 @@ def everyday(out: str, count: int, num_test: int, seed: int = 0, workers: int = 
 def _views(packed: Any, name: str) -> data.MultiViewSet:
     if f"{name}_rgba" not in packed:
         raise KeyError(f"the packed views hold no set {name!r} (they hold {sorted(_set_names(packed))}): pack it")
-    return data.MultiViewSet([str(i) for i in packed[f"{name}_ids"]], packed[f"{name}_rgba"],
-                             packed[f"{name}_centers"])  # fmt: skip
+    return data.MultiViewSet([str(i) for i in packed[f"{name}_ids"]], packed[f"{name}_rgba"], packed[f"{name}_centers"])
 
 
 def _set_names(packed: Any) -> set[str]:
@@ -134,8 +142,11 @@ def _set_names(packed: Any) -> set[str]:
 
 def _joined(parts: list[data.MultiViewSet]) -> data.MultiViewSet:
     """One set of all objects of `parts`, in order."""
-    return data.MultiViewSet([i for p in parts for i in p.object_ids], np.concatenate([p.rgba for p in parts]),
-                             np.concatenate([p.camera_centers for p in parts]))  # fmt: skip
+    return data.MultiViewSet(
+        [i for p in parts for i in p.object_ids],
+        np.concatenate([p.rgba for p in parts]),
+        np.concatenate([p.camera_centers for p in parts]),
+    )
 
 
 def _train_sets(variants: list[str]) -> list[str]:
@@ -143,9 +154,9 @@ def _train_sets(variants: list[str]) -> list[str]:
     return list(dict.fromkeys(name for v in variants for name in VARIANTS[v][2]))
 
 
-def _components(tiny_changes: dict[str, Any], params: dict[str, Any]) -> models.Zero123Components:
+def _components(tiny_changes: dict[str, Any], params: dict[str, Any]) -> Zero123Components:
     sizes = TinyModelSizes.from_dict(params["tiny_model"] | tiny_changes, "tiny_model")
-    return models.build_tiny_components(sizes, params["seed"], params["training"]["prediction_type"])
+    return builders.build_tiny_components(sizes, params["seed"], params["training"]["prediction_type"])
 
 
 class MilestoneScores:
@@ -158,24 +169,38 @@ class MilestoneScores:
         self.milestones = set(milestones)
         self.sets = {name: _EvalSet(views) for name, views in sets.items()}
 
-    def __call__(self, components: models.Zero123Components, step: int) -> None:
+    def __call__(self, components: Zero123Components, step: int) -> None:
         if step not in self.milestones:
             return
         components.eval()
         tick = time.perf_counter()
         seconds = tick - self.started  # training time to this milestone: sampling and scoring are not counted
         for name, s in self.sets.items():
-            out = sample.sample_novel_views(components, s.images, s.pose, generator=torch.Generator().manual_seed(0),
-                                            use_pose=self.use_pose, **SAMPLER)  # fmt: skip
+            out = sample.sample_novel_views(
+                components,
+                s.images,
+                s.pose,
+                generator=torch.Generator().manual_seed(0),
+                use_pose=self.use_pose,
+                **SAMPLER,
+            )
             rgb = (out.images.permute(0, 2, 3, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
             views = rgb.reshape(len(s.ids), NUM_TARGETS, *rgb.shape[1:])
             scores = evaluate.novel_view_scores({"model": views}, s.target_rgba, s.input_rgba, s.ids)
-            row = {"variant": self.variant, "set": name, "step": step, "seconds": seconds,
-                   "scores": {m: {k: v.tolist() for k, v in per.items()} for m, per in scores.items()}}  # fmt: skip
+            row = {
+                "variant": self.variant,
+                "set": name,
+                "step": step,
+                "seconds": seconds,
+                "scores": {m: {k: v.tolist() for k, v in per.items()} for m, per in scores.items()},
+            }
             with self.log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"{self.variant} step {step} {name}: fg PSNR {np.mean(scores['model']['fg_psnr']):.2f} dB "
-                  f"(copy input {np.mean(scores['copy_input']['fg_psnr']):.2f})", flush=True)  # fmt: skip
+            print(
+                f"{self.variant} step {step} {name}: fg PSNR {np.mean(scores['model']['fg_psnr']):.2f} dB "
+                f"(copy input {np.mean(scores['copy_input']['fg_psnr']):.2f})",
+                flush=True,
+            )
         for module in (components.unet, components.image_encoder, components.cc_projection):
             module.train()  # back to training (fit put the trained ones in train mode)
         components.vae.eval()
@@ -215,10 +240,16 @@ def worker(
     components.vae.load_state_dict(shared["state_dict"])
     components.vae.register_to_config(scaling_factor=shared["scaling_factor"])
     components.to("cuda" if torch.cuda.is_available() else "cpu")
-    latents = autoencoder.LatentTable(torch.cat([shared["latents"][name]["mean"] for name in train_sets]),
-                                      torch.cat([shared["latents"][name]["std"] for name in train_sets]))  # fmt: skip
-    run_fields = {"seed": params["seed"], "use_pose": True, "max_steps": milestones[-1],
-                  "checkpoint_every": min(500, milestones[0])}  # fmt: skip
+    latents = autoencoder.LatentTable(
+        torch.cat([shared["latents"][name]["mean"] for name in train_sets]),
+        torch.cat([shared["latents"][name]["std"] for name in train_sets]),
+    )
+    run_fields = {
+        "seed": params["seed"],
+        "use_pose": True,
+        "max_steps": milestones[-1],
+        "checkpoint_every": min(500, milestones[0]),
+    }
     cfg = FinetuneConfig.from_dict(params["training"] | run_fields | training_changes)
     callback = MilestoneScores(variant, sets, Path(log), cfg.use_pose, milestones)
     train.fit(components, train_views, latents, cfg, Path(work) / variant, progress=False, on_checkpoint=callback)
@@ -263,9 +294,15 @@ def run(
     tick, vae_cfg = time.perf_counter(), params["vae"]
     if vae_file is None:
         history = autoencoder.fit_vae(
-            vae, train_views, vae_steps or vae_cfg["steps"], vae_cfg["batch_size"], vae_cfg["learning_rate"],
-            vae_cfg["kl_weight"], torch.Generator().manual_seed(params["seed"]), progress=False,
-        )  # fmt: skip
+            vae,
+            train_views,
+            vae_steps or vae_cfg["steps"],
+            vae_cfg["batch_size"],
+            vae_cfg["learning_rate"],
+            vae_cfg["kl_weight"],
+            torch.Generator().manual_seed(params["seed"]),
+            progress=False,
+        )
     else:  # e.g. stage 02's (models/finetune/vae/vae.pt): trained on the URDF training objects only
         state = checkpoints.load(vae_file)
         vae.load_state_dict(state["state_dict"])
@@ -274,22 +311,49 @@ def run(
         history = state["history"]
     tables = {name: autoencoder.encode_views(vae, views) for name, views in parts.items()}
     latents = {name: {"mean": t.mean, "std": t.std} for name, t in tables.items()}
-    colour = {name: autoencoder.colour_metrics(vae, _flat_views(_test_views(packed, name, num_test)))
-              for name in dict.fromkeys(["test", *eval_sets])}  # fmt: skip
-    torch.save({"state_dict": {k: v.cpu() for k, v in vae.state_dict().items()}, "latents": latents,
-                "scaling_factor": float(vae.config.scaling_factor)}, work / "vae.pt")  # fmt: skip
-    info = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "vae_seconds":
-            time.perf_counter() - tick, "vae_final_loss": history[-1]["loss_recon"], "vae_test": colour,
-            "vae_file": vae_file,
-            "vae_train_sets": {name: len(views.object_ids) for name, views in parts.items()}}  # fmt: skip
+    colour = {
+        name: autoencoder.colour_metrics(vae, _flat_views(_test_views(packed, name, num_test)))
+        for name in dict.fromkeys(["test", *eval_sets])
+    }
+    torch.save(
+        {
+            "state_dict": {k: v.cpu() for k, v in vae.state_dict().items()},
+            "latents": latents,
+            "scaling_factor": float(vae.config.scaling_factor),
+        },
+        work / "vae.pt",
+    )
+    info = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "vae_seconds": time.perf_counter() - tick,
+        "vae_final_loss": history[-1]["loss_recon"],
+        "vae_test": colour,
+        "vae_file": vae_file,
+        "vae_train_sets": {name: len(views.object_ids) for name, views in parts.items()},
+    }
     (out_dir / "vae.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info), flush=True)
     log = out_dir / "milestones.jsonl"
-    command = [sys.executable, __file__, "worker", str(views_path), str(work), str(log), milestones, str(num_test),
-               ",".join(eval_sets)]  # fmt: skip
-    procs = {v: subprocess.Popen(command[:3] + [v] + command[3:],
-                                 stdout=(out_dir / f"{v}.log").open("a"), stderr=subprocess.STDOUT,
-                                 env=os.environ | {"OMP_NUM_THREADS": str(threads)}) for v in variants}  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "worker",
+        str(views_path),
+        str(work),
+        str(log),
+        milestones,
+        str(num_test),
+        ",".join(eval_sets),
+    ]
+    procs = {
+        v: subprocess.Popen(
+            command[:3] + [v] + command[3:],
+            stdout=(out_dir / f"{v}.log").open("a"),
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"OMP_NUM_THREADS": str(threads)},
+        )
+        for v in variants
+    }
     while time.perf_counter() < deadline and any(p.poll() is None for p in procs.values()):
         time.sleep(5)
     for name, p in procs.items():
@@ -310,15 +374,25 @@ def summarize(log: str, out: str, seed: int = 0) -> None:
             scores["no_pose"] = {k: np.asarray(v) for k, v in twin["scores"]["model"].items()}
         others = ["copy_input"] + (["no_pose"] if twin is not None else [])
         comparisons = evaluate.paired_comparisons(scores, "model", others, ["fg_psnr", "silhouette_iou"], seed=seed)
-        table.append({"variant": variant, "set": name, "step": step, "seconds": row["seconds"],
-                      "fg_psnr": float(np.mean(scores["model"]["fg_psnr"])),
-                      "silhouette_iou": float(np.mean(scores["model"]["silhouette_iou"])),
-                      "comparisons": [{k: c[k] for k in ("other", "metric", "mean_difference", "ci_low", "ci_high")}
-                                      for c in comparisons]})  # fmt: skip
+        table.append(
+            {
+                "variant": variant,
+                "set": name,
+                "step": step,
+                "seconds": row["seconds"],
+                "fg_psnr": float(np.mean(scores["model"]["fg_psnr"])),
+                "silhouette_iou": float(np.mean(scores["model"]["silhouette_iou"])),
+                "comparisons": [
+                    {k: c[k] for k in ("other", "metric", "mean_difference", "ci_low", "ci_high")} for c in comparisons
+                ],
+            }
+        )
     Path(out).write_text(json.dumps(table, indent=2))
     for r in table:
-        diffs = "  ".join(f"vs {c['other']} {c['metric']} {c['mean_difference']:+.2f} [{c['ci_low']:+.2f}, "
-                          f"{c['ci_high']:+.2f}]" for c in r["comparisons"])  # fmt: skip
+        diffs = "  ".join(
+            f"vs {c['other']} {c['metric']} {c['mean_difference']:+.2f} [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}]"
+            for c in r["comparisons"]
+        )
         print(f"{r['variant']:>14} {r['set']:>10} {r['step']:>6} {r['seconds']:7.0f}s fg {r['fg_psnr']:.2f} {diffs}")
 
 
@@ -370,11 +444,29 @@ def main() -> None:
     elif args.command == "everyday":
         everyday(args.out, args.count, args.num_test, workers=args.workers)
     elif args.command == "run":
-        run(args.views, args.out, args.minutes, args.variants.split(","), args.milestones, args.num_test,
-            args.vae_steps, args.eval_sets.split(","), args.threads, args.work, args.vae)  # fmt: skip
+        run(
+            args.views,
+            args.out,
+            args.minutes,
+            args.variants.split(","),
+            args.milestones,
+            args.num_test,
+            args.vae_steps,
+            args.eval_sets.split(","),
+            args.threads,
+            args.work,
+            args.vae,
+        )
     elif args.command == "worker":
-        worker(args.variant, args.views, args.work, args.log, [int(m) for m in args.milestones.split(",")],
-               args.num_test, args.eval_sets.split(","))  # fmt: skip
+        worker(
+            args.variant,
+            args.views,
+            args.work,
+            args.log,
+            [int(m) for m in args.milestones.split(",")],
+            args.num_test,
+            args.eval_sets.split(","),
+        )
     else:
         summarize(args.log, args.out)
 

@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from zero1to3 import data, evaluate, files, outputs, pipeline, repro
+from zero1to3.core import files, outputs, repro
+from zero1to3.dataset import data
+from zero1to3.evaluation import evaluate
+from zero1to3.novel_views import pipeline
 
 METRICS = ["psnr", "fg_psnr", "ssim", "silhouette_iou"]
 
@@ -43,11 +46,21 @@ def drift_of_set(name: str, samplers: dict, group: dict, committed_rows: list[di
         raise ValueError(f"{name}: the held-out objects differ from the committed run's; compare like with like")
     sampler = group["sampler"]
     predictions = {
-        method: pipeline.generate_views(pipe.components, views.input_rgba, views.input_centers, views.target_centers,
-                                        views.object_ids, sampler["ddim_steps"], sampler["guidance_scale"],
-                                        sampler["eta"], group["seed"], use_pose=use_pose, pose_shift=shift)
+        method: pipeline.generate_views(
+            pipe.components,
+            views.input_rgba,
+            views.input_centers,
+            views.target_centers,
+            views.object_ids,
+            sampler["ddim_steps"],
+            sampler["guidance_scale"],
+            sampler["eta"],
+            group["seed"],
+            use_pose=use_pose,
+            pose_shift=shift,
+        )
         for method, (pipe, use_pose, shift) in samplers.items()
-    }  # fmt: skip
+    }
     now = evaluate.novel_view_scores(predictions, views.target_rgba, views.input_rgba, views.object_ids)
     then = {m: {k: np.array([row[f"{m}/{k}"] for row in committed_rows]) for k in METRICS} for m in now}
     out: dict = {"num_objects": len(views.object_ids), "methods": {}, "comparisons": {}}
@@ -55,9 +68,10 @@ def drift_of_set(name: str, samplers: dict, group: dict, committed_rows: list[di
         for metric in METRICS:
             a, b = np.asarray(now[method][metric]), then[method][metric]
             out["methods"][f"{method}/{metric}"] = {
-                "now": float(a.mean()), "committed": float(b.mean()),
+                "now": float(a.mean()),
+                "committed": float(b.mean()),
                 "mean_abs_object_difference": float(np.abs(a - b).mean()),
-            }  # fmt: skip
+            }
     others = [m for m in now if m != "zero123"]
     rows_now = evaluate.paired_comparisons(now, "zero123", others, METRICS, seed=0)
     rows_then = evaluate.paired_comparisons(then, "zero123", others, METRICS, seed=0)
@@ -66,8 +80,10 @@ def drift_of_set(name: str, samplers: dict, group: dict, committed_rows: list[di
         out["comparisons"][f"{a['reference']}_vs_{a['other']}/{a['metric']}"] = {
             "now": [a["mean_difference"], a["ci_low"], a["ci_high"]],
             "committed": [b["mean_difference"], b["ci_low"], b["ci_high"]],
-            "largest_shift": shift, "verdict_now": a["verdict"], "verdict_committed": b["verdict"],
-        }  # fmt: skip
+            "largest_shift": shift,
+            "verdict_now": a["verdict"],
+            "verdict_committed": b["verdict"],
+        }
     return out
 
 

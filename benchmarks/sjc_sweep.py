@@ -1,4 +1,4 @@
-"""Sweep stage 04's SJC settings against issue 13's 3D target: does SJC beat SJC-I?
+"""Sweep stage 04's SJC settings against the study's 3D target: does SJC beat SJC-I?
 
 For each variant (overrides of `params.yaml`'s `sjc.config`) every object stage 04 reconstructs (its
 `objects_per_set`, or `--objects`) is reconstructed with both priors, as stage 04 does it (`reconstruction.
@@ -33,8 +33,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from zero1to3 import data, evaluate, files, fingerprint, metrics, models, outputs, reconstruction, repro
 from zero1to3.config import SJCConfig
+from zero1to3.core import files, fingerprint, outputs, repro
+from zero1to3.dataset import data
+from zero1to3.evaluation import bootstrap, evaluate
+from zero1to3.model.components import Zero123Components
+from zero1to3.sjc import reconstruction
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # stage 04's settings (SJC's guidance 100)
@@ -140,13 +144,17 @@ def summarize(
     truth = {oid: data.object_dir(data_dir, oid) / "mesh.obj" for ids in sets.values() for oid in ids}
     scores = evaluate.reconstruction_scores(meshes, truth, seed=seed)
     order = list(truth)
-    out: dict[str, Any] = {"per_object": {m: {k: {oid: float(x) for oid, x in zip(order, v, strict=True)}
-                                              for k, v in s.items()} for m, s in scores.items()}}  # fmt: skip
+    out: dict[str, Any] = {
+        "per_object": {
+            m: {k: {oid: float(x) for oid, x in zip(order, v, strict=True)} for k, v in s.items()}
+            for m, s in scores.items()
+        }
+    }
     for name, ids in {**sets, "all": order}.items():
         iou = {m: np.array([out["per_object"][m]["volumetric_iou"][oid] for oid in ids]) for m in meshes}
         row: dict[str, Any] = {f"iou_{m}": float(v.mean()) for m, v in iou.items()}
         if len(ids) >= 2:
-            row["iou_sjc_minus_sjc_i"] = metrics.paired_difference(iou["sjc"], iou["sjc_i"], seed=seed)
+            row["iou_sjc_minus_sjc_i"] = bootstrap.paired_difference(iou["sjc"], iou["sjc_i"], seed=seed)
         out[name] = row
     return out
 
@@ -165,8 +173,10 @@ def run(args: argparse.Namespace) -> None:
     configs = {name: variant_config(group["config"], overrides) for name, overrides in variants.items()}
     work = Path(args.work)
     object_ids = list(dict.fromkeys(oid for ids in sets.values() for oid in ids))
-    priors = {method: models.Zero123Components.load_pretrained(Path(group["models_dir"]) / folder / "model")
-              for method, folder in (("sjc", "pose"), ("sjc_i", "no_pose"))}  # fmt: skip
+    priors = {
+        method: Zero123Components.load_pretrained(Path(group["models_dir"]) / folder / "model")
+        for method, folder in (("sjc", "pose"), ("sjc_i", "no_pose"))
+    }
     fingerprints = {m: fingerprint.components_fingerprint(prior) for m, prior in priors.items()}
     meshes, seconds = {}, {}
     for v in variants:
@@ -174,8 +184,9 @@ def run(args: argparse.Namespace) -> None:
             copied = seed_from_stage04(data_dir / "sjc", work / v, object_ids, fingerprints)
             print(f"{v}: {copied} finished runs copied from stage 04 (reused if made from the same models)", flush=True)
         print(f"variant {v}: {variants[v] or 'stage 04 as it is'}", flush=True)
-        records = reconstruction.reconstruct_objects(priors, data_dir, object_ids, view, configs[v], seed, work / v,
-                                                     num_workers=args.workers)  # fmt: skip
+        records = reconstruction.reconstruct_objects(
+            priors, data_dir, object_ids, view, configs[v], seed, work / v, num_workers=args.workers
+        )
         meshes[v] = {m: {oid: outputs.mesh_path(work / v, m, oid) for oid in object_ids} for m in priors}
         seconds[v] = sum(r["seconds"] for runs in records.values() for r in runs.values() if not r["resumed_from"])
         for m, runs in records.items():
@@ -183,15 +194,26 @@ def run(args: argparse.Namespace) -> None:
                 if r["mesh_error"]:
                     print(f"{v} {m} {oid}: no mesh ({r['mesh_error']})", flush=True)
     evaluate_seed = int(params["evaluate"]["seed"])
-    rows = {v: {"overrides": variants[v], "sjc_seconds_this_run": round(seconds[v], 1), "priors": fingerprints,
-                **summarize(meshes[v], sets, data_dir, evaluate_seed)} for v in variants}  # fmt: skip
+    rows = {
+        v: {
+            "overrides": variants[v],
+            "sjc_seconds_this_run": round(seconds[v], 1),
+            "priors": fingerprints,
+            **summarize(meshes[v], sets, data_dir, evaluate_seed),
+        }
+        for v in variants
+    }
     earlier = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else None
     rows, dropped = merge_earlier(earlier, rows, sets, fingerprints)
     if dropped:
         print(f"{args.out}: dropped {', '.join(dropped)} (other objects or models than this run's)", flush=True)
-    result = {"variants": rows,
-              "sets": sets, "workers": args.workers, "load_average": list(os.getloadavg()),
-              "environment": repro.environment_info()}  # fmt: skip
+    result = {
+        "variants": rows,
+        "sets": sets,
+        "workers": args.workers,
+        "load_average": list(os.getloadavg()),
+        "environment": repro.environment_info(),
+    }
     files.write_json_atomic(args.out, result)
     print("| variant | set | IoU SJC | IoU SJC-I | SJC - SJC-I [95% CI] |\n| --- | --- | ---: | ---: | --- |")
     for v, row in result["variants"].items():

@@ -4,6 +4,7 @@ for the whole suite (the import hook must run before the package is imported).""
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,9 +29,15 @@ from zero1to3.config import RenderConfig  # noqa: E402
 if TYPE_CHECKING:
     import torch
 
-    from zero1to3 import models
+    from zero1to3.model.components import Zero123Components
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests mirror the package's folders, and a test module may share a helper by name (`from test_objects import
+# make_example_meshes`): every folder of tests/ is on the path before collection, whatever order it runs in.
+sys.path[:0] = [
+    str(folder) for folder in sorted((REPO / "tests").iterdir()) if folder.is_dir() and folder.name[0] != "_"
+]
 
 
 def load_script(relative: str) -> ModuleType:
@@ -49,15 +56,15 @@ def tiny_render_cfg(tmp_path: Path) -> RenderConfig:
     return RenderConfig.from_dict(values | {"data_dir": str(tmp_path / "data"), "results_dir": str(tmp_path / "res")})
 
 
-def _weights(components: models.Zero123Components) -> dict[str, torch.Tensor]:
+def _weights(components: Zero123Components) -> dict[str, torch.Tensor]:
     return {f"{name}.{key}": value for name, m in components.modules().items() for key, value in m.state_dict().items()}
 
 
-def _shared_dummy_components(prediction_type: str) -> Iterator[models.Zero123Components]:
+def _shared_dummy_components(prediction_type: str) -> Iterator[Zero123Components]:
     """Build the dummy model once; on teardown, fail if a test changed a weight or a network's train/eval mode."""
-    from zero1to3 import models  # here, not at the top: tests that need no model do not pay for torch/diffusers
+    from zero1to3.model import builders  # here, not at the top: tests that need no model do not pay for torch/diffusers
 
-    components = models.build_dummy_components(seed=0, prediction_type=prediction_type)
+    components = builders.build_dummy_components(seed=0, prediction_type=prediction_type)
     before = {key: value.clone() for key, value in _weights(components).items()}
     yield components
     after = _weights(components)
@@ -65,12 +72,12 @@ def _shared_dummy_components(prediction_type: str) -> Iterator[models.Zero123Com
     training = [name for name, module in components.modules().items() if module.training]
     assert not changed and not training, (
         f"a test changed the shared dummy model ({prediction_type}) in place: weights {changed[:5]}, in train mode "
-        f"{training}; work on a copy (copy.deepcopy) or build a fresh one (models.build_dummy_components)"
+        f"{training}; work on a copy (copy.deepcopy) or build a fresh one (builders.build_dummy_components)"
     )
 
 
 @pytest.fixture(scope="session")
-def dummy_components() -> Iterator[models.Zero123Components]:
+def dummy_components() -> Iterator[Zero123Components]:
     """The tiny seeded dummy model (32 px images, 8x8x4 latents, seed 0) with a v-prediction scheduler, as the study
     trains it. Built once per session (per xdist worker) and shared: tests must not change it in place (checked on
     teardown); one that trains or edits weights builds its own."""
@@ -78,7 +85,7 @@ def dummy_components() -> Iterator[models.Zero123Components]:
 
 
 @pytest.fixture(scope="session")
-def dummy_components_epsilon() -> Iterator[models.Zero123Components]:
+def dummy_components_epsilon() -> Iterator[Zero123Components]:
     """The same dummy model with an epsilon-prediction scheduler (`build_dummy_components`'s default); shared and
     checked like `dummy_components`."""
     yield from _shared_dummy_components("epsilon")

@@ -106,8 +106,9 @@ def test_relative_pose_known_values():
 def test_relative_pose_azimuth_wraps_through_sin_cos():
     cond = cameras.spherical_to_cartesian(math.radians(90), math.radians(170), 2.0)
     target = cameras.spherical_to_cartesian(math.radians(90), math.radians(-170), 2.0)  # +20 deg across the seam
-    np.testing.assert_allclose(cameras.relative_pose(cond, target)[1:3], [math.sin(math.radians(20)),
-                               math.cos(math.radians(20))], atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        cameras.relative_pose(cond, target)[1:3], [math.sin(math.radians(20)), math.cos(math.radians(20))], atol=1e-6
+    )
 
 
 def test_sampler_matches_the_paper_distribution():
@@ -116,7 +117,8 @@ def test_sampler_matches_the_paper_distribution():
     polar, _, radius = cameras.cartesian_to_spherical(eye)
     assert radius.min() >= 1.5 and radius.max() <= 2.2
     elevation = 90 - np.degrees(polar)
-    # Spec 1.4: simulated elevation percentiles -58, -33, 0, +33, +58 deg (cube-normalised directions).
+    # docs/conventions.md#dataset-rendering: simulated elevation percentiles -58, -33, 0, +33, +58 deg (cube-normalised
+    # directions).
     np.testing.assert_allclose(np.percentile(elevation, [5, 25, 50, 75, 95]), [-58, -33, 0, 33, 58], atol=2.5)
     assert elevation.min() < -80 and elevation.max() > 80  # whole sphere, below the object included
 

@@ -46,19 +46,22 @@ def test_render_needs_exactly_one_of_shard_and_merge(flags, capsys):
 def test_render_shards_then_merge_give_the_unsharded_manifest(tmp_path, capsys, monkeypatch):
     """Job K of N renders its shard into the same data folder; `--merge N` writes the manifest a single run writes."""
     import yaml
-
     from test_objects import make_example_meshes
     from test_render import _fake_render_all
-    from zero1to3 import render
+
+    from zero1to3.dataset import render
 
     monkeypatch.setattr(render, "_render_all", _fake_render_all)  # no Blender: the sharding and the manifest only
     meshes = make_example_meshes(tmp_path / "meshes")
     group = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())["render"] | {
-        "num_train": 5, "num_test": 2, "zero_shot": ["duck", "mug"],
-        "sources": [{"path": str(meshes), "glob": "*/meshes/model.obj", "up_axis": "Z", "prefix": "gso_",
-                     "split": "gso"}, {"path": str(meshes / "scans"), "glob": "*.ply", "up_axis": "Z", "prefix": "",
-                     "split": "train"}],
-    }  # fmt: skip
+        "num_train": 5,
+        "num_test": 2,
+        "zero_shot": ["duck", "mug"],
+        "sources": [
+            {"path": str(meshes), "glob": "*/meshes/model.obj", "up_axis": "Z", "prefix": "gso_", "split": "gso"},
+            {"path": str(meshes / "scans"), "glob": "*.ply", "up_axis": "Z", "prefix": "", "split": "train"},
+        ],
+    }
     whole = _params_with(tmp_path, yaml.safe_dump({"render": group | {"data_dir": str(tmp_path / "whole")}}))
     assert cli.main(["render", "--shard", "1/1", "--params", str(whole)]) == 0
     assert cli.main(["render", "--merge", "1", "--params", str(whole)]) == 0
@@ -90,7 +93,7 @@ def _params_with(tmp_path, text):
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory, dummy_components) -> str:
-    from zero1to3 import pipeline
+    from zero1to3.novel_views import pipeline
 
     folder = tmp_path_factory.mktemp("model") / "model"
     pipeline.Zero123Pipeline.from_components(dummy_components).save_pretrained(folder)
@@ -192,15 +195,35 @@ def test_cli_a_huge_image_is_one_line_with_its_size_and_the_limit(saved_model, t
 def _reconstruct_argv(image, out, model, *flags):
     """The smoke profile's tiny SJC settings (3 iterations on a 9^3 grid) and a low iso-level that finds its field."""
     params = str(REPO / "tests" / "smoke_params.yaml")
-    return ["reconstruct", str(image), "--out", str(out), "--model", model, "--params", params,
-            "--mesh-threshold", "1.0", "--turntable-frames", "2", *flags]  # fmt: skip
+    return [
+        "reconstruct",
+        str(image),
+        "--out",
+        str(out),
+        "--model",
+        model,
+        "--params",
+        params,
+        "--mesh-threshold",
+        "1.0",
+        "--turntable-frames",
+        "2",
+        *flags,
+    ]
 
 
 def test_cli_reconstruct_writes_a_mesh_and_a_rerun_re_exports(saved_model, image_path, tmp_path):
     out = tmp_path / "out"
     assert cli.main(_reconstruct_argv(image_path, out, saved_model)) == 0
-    assert {"mesh.glb", "mesh.obj", "mesh.ply", "turntable.gif", "turntable.png", "field.pt",
-            "reconstruction.json"} <= {p.name for p in out.iterdir()}  # fmt: skip
+    assert {
+        "mesh.glb",
+        "mesh.obj",
+        "mesh.ply",
+        "turntable.gif",
+        "turntable.png",
+        "field.pt",
+        "reconstruction.json",
+    } <= {p.name for p in out.iterdir()}
     record = json.loads((out / "reconstruction.json").read_text())
     assert record["settings"]["config"]["iterations"] == 3 and record["camera"]["polar_deg"] == 90.0
     assert cli.main(_reconstruct_argv(image_path, out, saved_model, "--mesh-threshold", "1.1")) == 0
@@ -243,7 +266,7 @@ def _busy(path):
         "radius",
         "no-model",
         "mesh-smooth",
-    ],  # fmt: skip
+    ],
 )
 def test_cli_reconstruct_bad_input_is_one_line_and_exit_2(saved_model, tmp_path, capsys, make, flags, match):
     path = tmp_path / "input.png"
@@ -271,7 +294,7 @@ def test_cli_reconstruct_unwritable_out_is_one_line_and_exit_2(saved_model, imag
 def test_cli_reconstruct_auto_reads_the_model_folders_probe(saved_model, image_path, tmp_path, capsys, caplog):
     import shutil
 
-    from zero1to3 import elevation
+    from zero1to3.single_image import elevation
 
     model = tmp_path / "model"
     shutil.copytree(saved_model, model)

@@ -72,7 +72,7 @@ def _edit(stage, path, value):
 _DELETE = object()
 
 
-# Issue 11, item 8: every kind of bad value is one line naming `group.key`, the value and the rule.
+# Every kind of bad value is one line naming `group.key`, the value and the rule.
 @pytest.mark.parametrize(
     "stage, path, value, message",
     [

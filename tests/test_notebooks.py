@@ -98,8 +98,14 @@ def _check_finetune(root: Path, executed: Path) -> None:
 
 
 def _check_sample(root: Path, executed: Path) -> None:
-    for name in ("views_test.png", "views_zero_shot.png", "orbits.png", "orbit_duck.gif", "guidance_scale.png",
-                 "variations.png"):  # fmt: skip
+    for name in (
+        "views_test.png",
+        "views_zero_shot.png",
+        "orbits.png",
+        "orbit_duck.gif",
+        "guidance_scale.png",
+        "variations.png",
+    ):
         assert (root / "results" / "sample" / name).stat().st_size > 0, name
     assert (root / "data" / "samples" / "zero_shot.npz").is_file()
     assert "application/vnd.jupyter.widget" not in executed.read_text(), "the camera sliders made widgets in papermill"
@@ -124,8 +130,13 @@ def _check_evaluate(root: Path, executed: Path) -> None:
     assert json.loads((root / "results" / "env.json").read_text())["unavailable_metrics"]
 
 
-STAGE_CHECKS = {"render": _check_render, "finetune": _check_finetune, "sample": _check_sample, "sjc": _check_sjc,
-                "evaluate": _check_evaluate}  # fmt: skip
+STAGE_CHECKS = {
+    "render": _check_render,
+    "finetune": _check_finetune,
+    "sample": _check_sample,
+    "sjc": _check_sjc,
+    "evaluate": _check_evaluate,
+}
 
 
 def test_stage_checks_cover_every_stage_in_order():
@@ -148,22 +159,31 @@ def test_notebooks_run_in_order_under_smoke_params(tmp_path, subtests):
 
 
 def test_progress_bars_stay_text_in_a_notebook_executed_by_papermill(tmp_path):
-    """Issue 17: a bar is a widget in Jupyter, but papermill has no frontend to draw one. The executed notebook must
+    """A bar is a widget in Jupyter, but papermill has no frontend to draw one. The executed notebook must
     hold the finished text bar, not a frozen widget and its state JSON (results/notebooks/ would carry both), for
     our bars and for transformers' own (saving and loading a model)."""
     import papermill as pm
 
     source = nbformat.v4.new_notebook()
-    ours = "from zero1to3 import progress\n\nfor _ in progress.bar(range(5), desc='demo'):\n    pass"
+    ours = "from zero1to3.core import progress\n\nfor _ in progress.bar(range(5), desc='demo'):\n    pass"
     folder = str(tmp_path / "model")
-    theirs = (f"from zero1to3 import models\n\nmodels.build_dummy_components().save_pretrained({folder!r})\n"
-              f"models.Zero123Components.load_pretrained({folder!r});")  # fmt: skip
+    theirs = (
+        "from zero1to3.model import builders\nfrom zero1to3.model.components import Zero123Components\n\n"
+        f"builders.build_dummy_components().save_pretrained({folder!r})\n"
+        f"Zero123Components.load_pretrained({folder!r});"
+    )
     source.cells = [nbformat.v4.new_code_cell(ours), nbformat.v4.new_code_cell(theirs)]
     kernel = stages.KERNEL_NAME
     source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     nbformat.write(source, tmp_path / "bar.ipynb")
-    pm.execute_notebook(tmp_path / "bar.ipynb", tmp_path / "out.ipynb", kernel_name=stages.KERNEL_NAME, cwd=str(REPO),
-                        progress_bar=False, execution_timeout=CELL_TIMEOUT_S)  # fmt: skip
+    pm.execute_notebook(
+        tmp_path / "bar.ipynb",
+        tmp_path / "out.ipynb",
+        kernel_name=stages.KERNEL_NAME,
+        cwd=str(REPO),
+        progress_bar=False,
+        execution_timeout=CELL_TIMEOUT_S,
+    )
     raw = (tmp_path / "out.ipynb").read_text()
     assert "widget" not in raw, "widget output or widget state in a notebook executed by papermill"
     cells = nbformat.reads(raw, as_version=4).cells

@@ -19,7 +19,10 @@ import trimesh
 import yaml
 
 from conftest import REPO
-from zero1to3 import cameras, guidance, metrics, sample, sjc
+from zero1to3 import cameras
+from zero1to3.evaluation import bootstrap, pixel_metrics, shape_metrics
+from zero1to3.novel_views import sample
+from zero1to3.sjc import guidance, system
 
 torch.set_num_threads(1)
 ATOL = 1e-4
@@ -28,8 +31,20 @@ ATOL = 1e-4
 def test_sampler_slice(dummy_components, dummy_inputs) -> None:
     images, poses = dummy_inputs
     out = sample.sample_novel_views(dummy_components, images, poses, 4, 3.0, 1.0, torch.Generator().manual_seed(0))
-    expected_images = [0.533189, 0.590808, 0.609441, 0.687801, 1.0, 1.0, 0.722007, 0.512540, 0.606647, 0.436327,
-                       0.256049, 0.359040]  # fmt: skip
+    expected_images = [
+        0.533189,
+        0.590808,
+        0.609441,
+        0.687801,
+        1.0,
+        1.0,
+        0.722007,
+        0.512540,
+        0.606647,
+        0.436327,
+        0.256049,
+        0.359040,
+    ]
     expected_latents = [-0.439935, -0.100320, 1.921235, -0.355432]
     np.testing.assert_allclose(out.images[0, :, 16, 14:18].flatten().numpy(), expected_images, atol=ATOL)
     np.testing.assert_allclose(out.latents[1, 0, 3, :4].numpy(), expected_latents, atol=ATOL)
@@ -45,13 +60,17 @@ def test_sjc_score_slice(dummy_components, dummy_inputs) -> None:
 
 
 def test_sjc_steps_slice(dummy_components, red_disc_rgba) -> None:
-    default = sjc.SJCConfig.from_dict(yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"])
+    default = system.SJCConfig.from_dict(yaml.safe_load((REPO / "params.yaml").read_text())["sjc"]["config"])
     cfg = dataclasses.replace(default, iterations=3, resolution=12, samples_per_ray=12, checkpoint_every=2)
     center = cameras.spherical_to_cartesian(math.radians(70.0), math.radians(30.0), 1.7)
-    result = sjc.reconstruct(dummy_components, red_disc_rgba, center, cfg, 0, progress=False)
+    result = system.reconstruct(dummy_components, red_disc_rgba, center, cfg, 0, progress=False)
     last = result.history[-1]
-    expected = {"loss_input": 0.00281526, "loss_input_mask": 0.11359775, "loss_near_view": 0.08184178,
-                "loss_depth_smooth": 0.60366756}  # fmt: skip
+    expected = {
+        "loss_input": 0.00281526,
+        "loss_input_mask": 0.11359775,
+        "loss_near_view": 0.08184178,
+        "loss_depth_smooth": 0.60366756,
+    }
     for key, value in expected.items():
         assert last[key] == pytest.approx(value, rel=1e-3), key
     assert last["loss_sds"] == pytest.approx(8970.039, rel=1e-3)
@@ -70,19 +89,19 @@ def test_image_metric_values() -> None:
     pred, target = rng.random((2, 16, 16, 3)), rng.random((2, 16, 16, 3))
     target[:, :4] = 1.0
     pred[:, -4:] = 1.0
-    image = metrics.image_metrics(pred, target)
+    image = pixel_metrics.image_metrics(pred, target)
     assert image["psnr"] == pytest.approx(6.098423, abs=1e-5)
     assert image["ssim"] == pytest.approx(0.026613, abs=1e-5)
-    assert metrics.foreground_psnr(pred, target)["foreground_psnr"] == pytest.approx(6.090170, abs=1e-5)
-    assert metrics.silhouette_iou(pred, target)["silhouette_iou"] == pytest.approx(0.499020, abs=1e-5)
+    assert pixel_metrics.foreground_psnr(pred, target)["foreground_psnr"] == pytest.approx(6.090170, abs=1e-5)
+    assert pixel_metrics.silhouette_iou(pred, target)["silhouette_iou"] == pytest.approx(0.499020, abs=1e-5)
 
 
 def test_shape_and_statistics_values() -> None:
     box, sphere = trimesh.creation.box((0.6, 0.5, 0.4)), trimesh.creation.icosphere(3, 0.3)
-    assert metrics.chamfer_distance(box, sphere, 2000, seed=0)["chamfer"] == pytest.approx(0.0440602, abs=1e-6)
-    assert metrics.volumetric_iou(box, sphere, 32)["volume_iou"] == pytest.approx(0.6470588, abs=1e-6)
+    assert shape_metrics.chamfer_distance(box, sphere, 2000, seed=0)["chamfer"] == pytest.approx(0.0440602, abs=1e-6)
+    assert shape_metrics.volumetric_iou(box, sphere, 32)["volume_iou"] == pytest.approx(0.6470588, abs=1e-6)
     values = np.random.default_rng(0).normal(size=20)
-    ci = metrics.bootstrap_ci(values, 1000, seed=0)
+    ci = bootstrap.bootstrap_ci(values, 1000, seed=0)
     assert (ci["ci_low"], ci["ci_high"]) == pytest.approx((-0.5634371, 0.1772590), abs=1e-6)
-    paired = metrics.paired_difference(values, values * 0.5, 1000, seed=0)
+    paired = bootstrap.paired_difference(values, values * 0.5, 1000, seed=0)
     assert (paired["ci_low"], paired["ci_high"]) == pytest.approx((-0.2817186, 0.0886295), abs=1e-6)

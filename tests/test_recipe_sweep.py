@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import load_script
-from zero1to3 import data
+from zero1to3.dataset import data
 
 
 @pytest.fixture(scope="module")
@@ -34,22 +34,33 @@ def test_training_sets_join_in_order(sweep):
 
 def _row(variant, step, fg, set_name=None, n=12):
     rng = np.random.default_rng(len(variant) + step)
-    scores = {"model": {"fg_psnr": (fg + rng.normal(0, 0.1, n)).tolist(), "silhouette_iou": [0.5] * n},
-              "copy_input": {"fg_psnr": [10.0] * n, "silhouette_iou": [0.5] * n}}  # fmt: skip
+    scores = {
+        "model": {"fg_psnr": (fg + rng.normal(0, 0.1, n)).tolist(), "silhouette_iou": [0.5] * n},
+        "copy_input": {"fg_psnr": [10.0] * n, "silhouette_iou": [0.5] * n},
+    }
     row = {"variant": variant, "step": step, "seconds": 1.0, "scores": scores}
     return row | ({"set": set_name} if set_name else {})
 
 
 def test_summary_pairs_each_variant_with_its_twin_on_the_same_set(sweep, tmp_path):
-    rows = [_row("mix_pose", 500, 12.0, "zero_shot"), _row("mix_nopose", 500, 11.0, "zero_shot"),
-            _row("mix_pose", 500, 10.5, "test"), _row("mix_nopose", 500, 10.5, "test"),
-            _row("b32_pose", 500, 10.2)]  # fmt: skip  # a row of a run before sets: scored on `test`
+    rows = [
+        _row("mix_pose", 500, 12.0, "zero_shot"),
+        _row("mix_nopose", 500, 11.0, "zero_shot"),
+        _row("mix_pose", 500, 10.5, "test"),
+        _row("mix_nopose", 500, 10.5, "test"),
+        _row("b32_pose", 500, 10.2),
+    ]  # a row of a run before sets: scored on `test`
     log = tmp_path / "milestones.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     sweep.summarize(str(log), str(tmp_path / "summary.json"))
     table = {(r["variant"], r["set"], r["step"]): r for r in json.loads((tmp_path / "summary.json").read_text())}
-    assert set(table) == {("mix_pose", "zero_shot", 500), ("mix_nopose", "zero_shot", 500), ("mix_pose", "test", 500),
-                          ("mix_nopose", "test", 500), ("b32_pose", "test", 500)}  # fmt: skip
+    assert set(table) == {
+        ("mix_pose", "zero_shot", 500),
+        ("mix_nopose", "zero_shot", 500),
+        ("mix_pose", "test", 500),
+        ("mix_nopose", "test", 500),
+        ("b32_pose", "test", 500),
+    }
 
     def gap(key):
         return next(c for c in table[key]["comparisons"] if c["other"] == "no_pose" and c["metric"] == "fg_psnr")

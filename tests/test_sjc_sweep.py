@@ -61,15 +61,20 @@ def test_stage04s_finished_runs_of_todays_model_are_copied_once_and_replace_stal
 
 def test_earlier_rows_are_kept_only_where_they_compare_with_this_runs(sweep):
     sets, priors = {"test": ["a", "b"]}, {"sjc": "today", "sjc_i": "today-i"}
-    earlier = {"sets": sets, "variants": {
-        "g3": {"priors": priors, "all": 1},  # another variant, same objects and models: kept
-        "default": {"priors": priors, "all": 2},  # measured again now: this run's row wins
-        "old": {"priors": {"sjc": "yesterday", "sjc_i": "today-i"}, "all": 3},  # another model: dropped
-        "unrecorded": {"all": 4},  # written before rows recorded their models: dropped
-    }}  # fmt: skip
+    earlier = {
+        "sets": sets,
+        "variants": {
+            "g3": {"priors": priors, "all": 1},  # another variant, same objects and models: kept
+            "default": {"priors": priors, "all": 2},  # measured again now: this run's row wins
+            "old": {"priors": {"sjc": "yesterday", "sjc_i": "today-i"}, "all": 3},  # another model: dropped
+            "unrecorded": {"all": 4},  # written before rows recorded their models: dropped
+        },
+    }
     rows, dropped = sweep.merge_earlier(earlier, {"default": {"priors": priors, "all": 5}}, sets, priors)
-    assert rows == {"default": {"priors": priors, "all": 5},
-                    "g3": {"priors": priors, "all": 1, "from_earlier_run": True}}  # fmt: skip
+    assert rows == {
+        "default": {"priors": priors, "all": 5},
+        "g3": {"priors": priors, "all": 1, "from_earlier_run": True},
+    }
     assert sorted(dropped) == ["old", "unrecorded"]
     rows, dropped = sweep.merge_earlier(earlier, {}, {"test": ["a"]}, priors)  # other objects: nothing compares
     assert rows == {} and sorted(dropped) == ["default", "g3", "old", "unrecorded"]

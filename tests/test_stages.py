@@ -12,7 +12,7 @@ from zero1to3 import cli, stages
 def test_only_the_entry_points_read_params_yaml():
     """Convention 2: library functions take explicit arguments; only the entry points (the stages' and the user
     commands', which take stage 04's settings from it) read params."""
-    for path in sorted((REPO / "lib" / "zero1to3").glob("*.py")):
+    for path in sorted((REPO / "lib" / "zero1to3").rglob("*.py")):
         if path.name in ("stages.py", "cli.py"):
             continue
         tree = ast.parse(path.read_text())
@@ -47,17 +47,33 @@ def test_dvc_stages_match_the_entry_points_stages():
         assert stage["params"] == [name]
 
 
+def _module_file(dotted: str) -> str | None:
+    """`zero1to3.core.files` -> "core/files.py" (relative to lib/zero1to3/), or None if it is not a module file."""
+    parts = dotted.split(".")[1:]
+    relative = Path(*parts).with_suffix(".py") if parts else None
+    return relative.as_posix() if relative and (REPO / "lib" / "zero1to3" / relative).is_file() else None
+
+
 def _zero1to3_imports(source: str) -> set[str]:
-    """Modules of the package that `source` imports, anywhere (function-level imports included)."""
+    """Module files of the package (relative to lib/zero1to3/) that `source` imports, anywhere (function-level
+    imports included). A package's `__init__.py` is not one: it holds only its docstring
+    (`test_package_inits_hold_only_their_docstring`)."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module == "zero1to3":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("zero1to3."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "zero1to3":
+            found.add(_module_file(node.module))
+            found |= {_module_file(f"{node.module}.{alias.name}") for alias in node.names}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("zero1to3.")}
-    return {m for m in found if (REPO / "lib" / "zero1to3" / f"{m}.py").is_file()}
+            found |= {_module_file(a.name) for a in node.names if a.name.startswith("zero1to3.")}
+    return found - {None}
+
+
+def test_package_inits_hold_only_their_docstring():
+    """The package's folders are maps, not code: an `__init__.py` is one docstring, so no stage depends on it."""
+    for path in sorted((REPO / "lib" / "zero1to3").rglob("__init__.py")):
+        body = ast.parse(path.read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), path
+        assert len(body[0].value.value.split()) >= 10, f"{path}: the docstring should say what the folder holds"
 
 
 def test_each_stage_depends_on_every_module_its_notebook_runs():
@@ -77,16 +93,16 @@ def test_each_stage_depends_on_every_module_its_notebook_runs():
     for name, stage in dvc_stages.items():
         cells = json.loads((REPO / "notebooks" / stages.STAGES[name]).read_text())["cells"]
         todo = _zero1to3_imports("\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
-        needed, todo = set(), todo | {"stages"}
+        needed, todo = set(), todo | {"stages.py"}
         while todo:
             module = todo.pop()
             if module not in needed:
                 needed.add(module)
-                todo |= _zero1to3_imports((lib / f"{module}.py").read_text())
+                todo |= _zero1to3_imports((lib / module).read_text())
         declared = {dep.removeprefix("lib/zero1to3/") for dep in stage["deps"] if dep.startswith("lib/")}
-        missing = sorted(f"{m}.py" for m in needed if f"{m}.py" not in declared)
+        missing = sorted(needed - declared)
         assert not missing, f"dvc.yaml stage {name!r} runs {missing} but does not depend on them"
-        extra = sorted(declared - {f"{m}.py" for m in needed})
+        extra = sorted(declared - needed)
         assert not extra, (
             f"dvc.yaml stage {name!r} depends on {extra}, which it never runs (an edit reruns it for nothing)"
         )
@@ -99,7 +115,7 @@ def _params_with(tmp_path, text):
 
 
 def test_run_checks_the_group_before_anything_starts(tmp_path, capsys, monkeypatch):
-    """Issue 11, item 8: a bad value is one line naming group.key, exit 2, and the notebook never starts."""
+    """A bad value is one line naming group.key, exit 2, and the notebook never starts."""
     import yaml
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -161,14 +177,18 @@ def test_named_sets_of_the_manifest_pass_the_stage_check(tmp_path):
 @pytest.mark.parametrize(
     "stage, change, message",
     [
-        ("sample", {"sets": ["test", "scans"]},
-         r"sample\.sets: 'scans' not in .*manifest\.json, whose held-out sets are val, test, zero_shot, gso"),
+        (
+            "sample",
+            {"sets": ["test", "scans"]},
+            r"sample\.sets: 'scans' not in .*manifest\.json, whose held-out sets are val, test, zero_shot, gso",
+        ),
         ("sjc", {"objects_per_set": {"zero_shot": 1, "ycb": 2}}, r"sjc\.objects_per_set: 'ycb' not in .*manifest"),
         ("evaluate", {"sets": ["gso"]}, r"evaluate\.sets: 'gso' not sampled: .*samples holds test, zero_shot"),
     ],
-)  # fmt: skip
-def test_a_set_the_data_lacks_is_one_line_and_exit_2_before_the_notebook(tmp_path, capsys, monkeypatch, stage, change,
-                                                                         message):  # fmt: skip
+)
+def test_a_set_the_data_lacks_is_one_line_and_exit_2_before_the_notebook(
+    tmp_path, capsys, monkeypatch, stage, change, message
+):
     import papermill
     import yaml
 
@@ -192,7 +212,8 @@ def test_sampling_before_stage_01_says_to_run_it(tmp_path, capsys):
 
 
 def test_the_manifest_and_samples_layout_match_the_library():
-    from zero1to3 import data, outputs
+    from zero1to3.core import outputs
+    from zero1to3.dataset import data
 
     assert stages.MANIFEST_NAME == data.MANIFEST_NAME
     assert outputs.samples_path("d", "gso") == Path("d") / stages.SAMPLES_DIR / "gso.npz"
@@ -224,7 +245,8 @@ def test_the_own_objects_example_fits_every_schema_and_its_meshes_make_the_named
     """README "Your own objects": the profile and scripts/example_meshes.py agree, and nothing leaves quick/."""
     import yaml
 
-    from zero1to3 import config, render
+    from zero1to3 import config
+    from zero1to3.dataset import render
 
     profile = yaml.safe_load((REPO / "profiles" / "own_objects.yaml").read_text())
     default = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -271,10 +293,18 @@ def test_make_lab_serves_the_notebooks(tmp_path):
         port = s.getsockname()[1]
     token = "test-token"
     server = subprocess.Popen(
-        ["bash", str(REPO / "scripts" / "lab.sh"), f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"JUPYTER_RUNTIME_DIR": str(tmp_path)},
-    )  # fmt: skip
+        [
+            "bash",
+            str(REPO / "scripts" / "lab.sh"),
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.open_browser=False",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ | {"JUPYTER_RUNTIME_DIR": str(tmp_path)},
+    )
     try:
         url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
         deadline, listing = time.monotonic() + 90, None

@@ -4,7 +4,7 @@ Convention (used by every stage, and by the files stage 01 writes):
 
 * **World.** Blender's world frame, right-handed, **+Z up**. Every object is normalised into the
   unit cube: its axis-aligned bounding box is centred at the origin and its longest side is 1, so
-  it lies inside [-0.5, 0.5]^3 (Zero-1-to-3 `normalize_scene`, spec 1.2).
+  it lies inside [-0.5, 0.5]^3 (Zero-1-to-3 `normalize_scene`, docs/conventions.md#dataset-rendering).
 * **Spherical coordinates** of a point (usually a camera centre), about the origin:
 
   - `polar` is the angle from +Z: 0 = straight above, 90 deg = the equator, 180 deg = below.
@@ -17,12 +17,14 @@ Convention (used by every stage, and by the files stage 01 writes):
   Cameras are roll-free look-ats of the origin: camera +Y leans towards world +Z.
 * **Matrices.** `c2w` is the 4x4 camera-to-world matrix (columns: camera axes and centre in the
   world). The matrix stage 01 saves beside each view (`NNN.npy`) is the paper's: the **3x4
-  world-to-camera** `[R | t]` with `R = Rc^T`, `t = -Rc^T C` (spec 1.7). Recover the centre with
+  world-to-camera** `[R | t]` with `R = Rc^T`, `t = -Rc^T C`
+  (docs/conventions.md#camera-frames-and-spherical-coordinates). Recover the centre with
   `C = -R^T t`. Mistaking it for camera-to-world is the classic error (zero123 issues #14, #32).
 * **Intrinsics.** Pinhole, square pixels, principal point at the image centre, field of view
   `FOV_DEG` (Blender lens 35 mm on a 32 mm sensor, as the paper's renders). Pixel coordinates are
   `(u, v)` with u to the right and v **down**; pixel (row i, column j) covers u in [j, j+1).
-* **Relative pose** (the paper's conditioning, spec 2.3): from a conditioning view to a target
+* **Relative pose** (the paper's conditioning, docs/conventions.md#relative-pose-encoding): from a conditioning view to
+a target
   view, `[d_polar_rad, sin d_azimuth, cos d_azimuth, d_radius]` with `d_polar = polar_target -
   polar_cond` (positive: the target looks from lower down), `d_azimuth = azimuth_target -
   azimuth_cond` and `d_radius = radius_target - radius_cond`.
@@ -165,7 +167,8 @@ def sample_camera_positions(
     polar_min_deg: float = 0.0,
     polar_max_deg: float = 180.0,
 ) -> Float[np.ndarray, "V 3"]:
-    """Random camera centres as the paper's renderer draws them (spec 1.4), optionally in a band.
+    """Random camera centres as the paper's renderer draws them (docs/conventions.md#dataset-rendering), optionally in
+    a band.
 
     The paper normalises a vector drawn uniformly in the cube [-1, 1]^3 (so directions are denser
     towards the cube's diagonals, not uniform on the sphere) and scales it to a radius drawn from

@@ -5,7 +5,7 @@ serve users.
 reruns no stage. `render --shard K/N` renders one shard of stage 01's object list (a cluster job array) and
 `render --merge N` joins the shards' manifests; then `run render` (or `dvc repro`) reuses every rendered object.
 `sample IMAGE ...` generates the view of one image from a relative camera with `pipeline.Zero123Pipeline`;
-`reconstruct IMAGE --out DIR` turns it into a coloured mesh by stage 04's SJC (`single_image.reconstruct_image`),
+`reconstruct IMAGE --out DIR` turns it into a coloured mesh by stage 04's SJC (`image_to_3d.reconstruct_image`),
 with stage 04's settings read from the params file (`stages.read_params`). Imports of torch and the model code are
 inside these commands' functions: `run` only starts a kernel, and loading torch first would add seconds to every
 stage's start for nothing.
@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zero1to3 import config, files, stages
+from zero1to3 import config, stages
+from zero1to3.core import files
 from zero1to3.stages import read_params
 
 GIF_FRAME_MS = 200  # `sample --azimuth-sweep`: a 12-view turntable loops in 2.4 s, slow enough to follow
@@ -98,7 +99,7 @@ def render_command(args: argparse.Namespace) -> int:
 
     Paths in the params file (`data_dir`, `render.sources`) are relative to the repository root, as in `run`.
     """
-    from zero1to3 import render  # numpy, trimesh: only this command needs them
+    from zero1to3.dataset import render  # numpy, trimesh: only this command needs them
 
     try:
         shard = parse_shard(args.shard) if args.shard is not None else None
@@ -117,14 +118,23 @@ def render_command(args: argparse.Namespace) -> int:
         print(f"zero1to3 render: {err}", file=sys.stderr)
         return 1
     done = [r for r in summary.results if r.status != "failed"]
-    logger.info("shard %d/%d: %d objects (%d views rendered now), %d failed; wrote %s", shard[0] + 1, shard[1],
-                len(done), summary.views_rendered, len(summary.failed), summary.manifest_path)  # fmt: skip
+    logger.info(
+        "shard %d/%d: %d objects (%d views rendered now), %d failed; wrote %s",
+        shard[0] + 1,
+        shard[1],
+        len(done),
+        summary.views_rendered,
+        len(summary.failed),
+        summary.manifest_path,
+    )
     return 0
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m zero1to3 sample`."""
-    from zero1to3 import pipeline  # torch and diffusers: only this command needs them (`run` starts a kernel)
+    from zero1to3.novel_views import (
+        pipeline,  # torch and diffusers: only this command needs them (`run` starts a kernel)
+    )
 
     model, fraction = pipeline.DEFAULT_MODEL, pipeline.DEFAULT_OBJECT_FRACTION
 
@@ -134,13 +144,18 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--polar-deg", type=float, default=0.0, help="polar offset in degrees; > 0 looks from lower")
     parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth offset in degrees (counter-clockwise)")
     parser.add_argument(
-        "--radius", type=float, default=0.0,
+        "--radius",
+        type=float,
+        default=0.0,
         help="distance offset in scene units; > 0 moves away; within the training range (paper's: +-0.7)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--azimuth-sweep", type=int, default=0, metavar="N",
+        "--azimuth-sweep",
+        type=int,
+        default=0,
+        metavar="N",
         help="N views at azimuths --azimuth-deg + k*360/N: --out gets them as one strip, OUT.gif animates them",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", required=True, help="output PNG path")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
     parser.add_argument(
@@ -150,9 +165,11 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     parser.add_argument("--no-pose", action="store_true", help="sample with a zero pose (the no-pose baseline model)")
     parser.add_argument(
-        "--object-fraction", type=float, default=fraction,
+        "--object-fraction",
+        type=float,
+        default=fraction,
         help=f"share of the frame the object's longer side takes (default: {fraction}, as the renders)",
-    )  # fmt: skip
+    )
 
 
 def sample_command(args: argparse.Namespace) -> int:
@@ -171,7 +188,9 @@ def _sample(args: argparse.Namespace) -> list[Path]:
     import torch
     from PIL import Image
 
-    from zero1to3 import figures, inputs, pipeline
+    from zero1to3.core import figures
+    from zero1to3.novel_views import pipeline
+    from zero1to3.single_image import inputs
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -191,10 +210,17 @@ def _sample(args: argparse.Namespace) -> list[Path]:
     n = args.azimuth_sweep
     azimuth = [args.azimuth_deg + k * 360.0 / n for k in range(n)] if n else args.azimuth_deg
     result = pipe(
-        prepared, args.polar_deg, azimuth, args.radius, num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale, eta=args.eta, generator=torch.Generator().manual_seed(args.seed),
-        use_pose=not args.no_pose, progress=True,
-    )  # fmt: skip
+        prepared,
+        args.polar_deg,
+        azimuth,
+        args.radius,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        eta=args.eta,
+        generator=torch.Generator().manual_seed(args.seed),
+        use_pose=not args.no_pose,
+        progress=True,
+    )
     if not n:
         _write_image(out, result.images[0])
         return [out]
@@ -206,9 +232,11 @@ def _sample(args: argparse.Namespace) -> list[Path]:
 
 def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `python -m zero1to3 reconstruct`."""
-    from zero1to3 import mesh, pipeline, single_image  # torch and diffusers: only the user commands need them
+    from zero1to3.novel_views import pipeline  # torch and diffusers: only the user commands need them
+    from zero1to3.single_image import image_to_3d
+    from zero1to3.sjc import mesh
 
-    model, polar, fraction = pipeline.DEFAULT_MODEL, single_image.DEFAULT_POLAR_DEG, pipeline.DEFAULT_OBJECT_FRACTION
+    model, polar, fraction = pipeline.DEFAULT_MODEL, image_to_3d.DEFAULT_POLAR_DEG, pipeline.DEFAULT_OBJECT_FRACTION
     stage04 = mesh.MeshSettings()
     parser.description = (
         "Reconstruct the object in IMAGE as a coloured mesh by Score Jacobian Chaining with the view-conditioned "
@@ -219,31 +247,39 @@ def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=model, help=f"model folder, as `sample` takes (default: {model})")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda for paper-scale weights")
     parser.add_argument(
-        "--polar-deg", default=str(polar),
+        "--polar-deg",
+        default=str(polar),
         help=f"polar angle of the input camera in degrees, 0 = from above, 90 = from the side (default: {polar:g}, "
         "the renders' typical view), or 'auto' to estimate it with the model",
-    )  # fmt: skip
+    )
     parser.add_argument("--azimuth-deg", type=float, default=0.0, help="azimuth of the input camera (turns the result)")
     parser.add_argument("--radius", type=float, default=None, help="input camera distance (default: mid-range, 1.85)")
     parser.add_argument("--params", default=None, help="params file whose `sjc` group is used (default: the study's)")
     parser.add_argument("--iterations", type=int, default=None, help="SJC iterations (default: the params file's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the params file's sjc.seed)")
     parser.add_argument(
-        "--object-fraction", type=float, default=fraction,
+        "--object-fraction",
+        type=float,
+        default=fraction,
         help=f"share of the frame the object's longer side takes (default: {fraction}, as the renders)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--keep-framing", action="store_true",
+        "--keep-framing",
+        action="store_true",
         help="use the image as it is (a render at the model's size): with its true camera, stage 04's run exactly",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-pose", action="store_true", help="use the no-pose baseline model (SJC-I)")
     mesh_options = [
         ("--mesh-grid", int, None, "nodes per axis the density is queried on (default: 2x the field's, as stage 04)"),
-        ("--mesh-threshold", float, stage04.threshold_mean_factor, "iso-level as a multiple of the mean density "
-         "(default: %(default)s; the paper: 8)"),
+        (
+            "--mesh-threshold",
+            float,
+            stage04.threshold_mean_factor,
+            "iso-level as a multiple of the mean density (default: %(default)s; the paper: 8)",
+        ),
         ("--mesh-smooth", int, stage04.smooth_kernel, "mean filter size, odd (default: %(default)s; the paper: 7)"),
         ("--mesh-erosion", int, stage04.erosion_kernel, "grey erosion size, odd (default: %(default)s; the paper: 5)"),
-    ]  # fmt: skip
+    ]
     for flag, kind, default, help_text in mesh_options:
         parser.add_argument(flag, type=kind, default=default, help=help_text)
     parser.add_argument("--turntable-frames", type=int, default=12, help="frames of the turntable (default: 12)")
@@ -258,8 +294,13 @@ def reconstruct_command(args: argparse.Namespace) -> int:
         return 2
     camera = result.record["camera"]
     how = "estimated" if camera["polar_estimated"] else "given"
-    logger.info("input camera: polar %.1f deg (%s), azimuth %.1f deg, radius %.2f", camera["polar_deg"], how,
-                camera["azimuth_deg"], camera["radius"])  # fmt: skip
+    logger.info(
+        "input camera: polar %.1f deg (%s), azimuth %.1f deg, radius %.2f",
+        camera["polar_deg"],
+        how,
+        camera["azimuth_deg"],
+        camera["radius"],
+    )
     logger.info("wrote %s", ", ".join(str(p) for p in result.files.values()))
     return 0
 
@@ -270,7 +311,9 @@ def _reconstruct(args: argparse.Namespace) -> Any:
 
     import torch
 
-    from zero1to3 import elevation, inputs, mesh, pipeline, single_image
+    from zero1to3.novel_views import pipeline
+    from zero1to3.single_image import elevation, image_to_3d, inputs
+    from zero1to3.sjc import mesh
 
     # 1. Everything that needs no weights: settings, camera, image, output folder
     group = read_params(args.params or files.find_project_root() / "params.yaml", "sjc")
@@ -285,12 +328,12 @@ def _reconstruct(args: argparse.Namespace) -> Any:
         except ValueError:
             raise ValueError(f"--polar-deg must be a number in [0, 180] or 'auto', got {args.polar_deg!r}") from None
     radius = 0.5 * (cfg.radius_min + cfg.radius_max) if args.radius is None else args.radius
-    single_image.check_camera(polar, args.azimuth_deg, radius, cfg)
+    image_to_3d.check_camera(polar, args.azimuth_deg, radius, cfg)
     if not (math.isfinite(args.object_fraction) and 0.05 <= args.object_fraction <= 1.0):
         raise ValueError(f"--object-fraction must be in [0.05, 1], got {args.object_fraction}")
     settings = mesh.MeshSettings(args.mesh_grid, args.mesh_threshold, args.mesh_smooth, args.mesh_erosion)
     image = inputs.load_image(args.image)  # missing, a folder, unreadable, too large: before the weights load
-    single_image.check_writable(args.out)
+    image_to_3d.check_writable(args.out)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
 
@@ -305,17 +348,32 @@ def _reconstruct(args: argparse.Namespace) -> Any:
     if polar == "auto":
         probe = elevation.load_probe(args.model, components.cc_projection.clip_dim)
         if probe is None:
-            logger.warning("%s has no %s (stage 02 writes one): estimating the polar angle by silhouette "
-                           "consistency, which is less accurate", args.model, elevation.PROBE_FILE)  # fmt: skip
+            logger.warning(
+                "%s has no %s (stage 02 writes one): estimating the polar angle by silhouette "
+                "consistency, which is less accurate",
+                args.model,
+                elevation.PROBE_FILE,
+            )
 
     # 3. Reconstruct; errors about the image name it
     try:
-        return single_image.reconstruct_image(
-            components, image, args.out, cfg, seed, polar_deg=polar, azimuth_deg=args.azimuth_deg, radius=radius,
-            object_fraction=None if args.keep_framing else args.object_fraction, mesh_settings=settings,
-            use_pose=not args.no_pose, turntable_frames=args.turntable_frames, model_name=str(args.model),
-            image_name=str(args.image), elevation_probe=probe,
-        )  # fmt: skip
+        return image_to_3d.reconstruct_image(
+            components,
+            image,
+            args.out,
+            cfg,
+            seed,
+            polar_deg=polar,
+            azimuth_deg=args.azimuth_deg,
+            radius=radius,
+            object_fraction=None if args.keep_framing else args.object_fraction,
+            mesh_settings=settings,
+            use_pose=not args.no_pose,
+            turntable_frames=args.turntable_frames,
+            model_name=str(args.model),
+            image_name=str(args.image),
+            elevation_probe=probe,
+        )
     except mesh.EmptyMeshError as err:
         raise mesh.EmptyMeshError(f"{err}; the field is kept in {args.out}: a rerun re-exports it") from err
 

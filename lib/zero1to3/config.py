@@ -310,8 +310,18 @@ class SJCConfig(_FromDict):
     """Iterations between resumable checkpoints (when `reconstruct` gets a `checkpoint_dir`)."""
 
     def __post_init__(self) -> None:
-        positive = ("iterations", "resolution", "samples_per_ray", "views_per_iteration", "num_threads",
-                    "checkpoint_every", "bound", "radius_min", "lr_density", "lr_features")  # fmt: skip
+        positive = (
+            "iterations",
+            "resolution",
+            "samples_per_ray",
+            "views_per_iteration",
+            "num_threads",
+            "checkpoint_every",
+            "bound",
+            "radius_min",
+            "lr_density",
+            "lr_features",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}")
@@ -464,8 +474,9 @@ class EvaluateParams(_Group):
     """Held-out sets to score, each sampled by stage 03 (`sample.sets`), side by side in every table."""
     reference: str
     """The method every other is compared with, paired per object."""
-    metrics: Annotated[list[Literal["psnr", "fg_psnr", "ssim", "silhouette_iou", "lpips", "st_lpips"]],
-                       Field(min_length=1)]  # fmt: skip
+    metrics: Annotated[
+        list[Literal["psnr", "fg_psnr", "ssim", "silhouette_iou", "lpips", "st_lpips"]], Field(min_length=1)
+    ]
     """Novel-view metrics, paired per object (lpips joins when its weights exist; st_lpips needs stlpips-pytorch)."""
     num_resamples: PositiveInt
     """Bootstrap resamples of every confidence interval."""

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from zero1to3 import config, files
+from zero1to3 import config
+from zero1to3.core import files
 
 # Stage name -> its notebook; one stage per notebook, in pipeline order.
 STAGES = {
@@ -92,8 +93,15 @@ def run_stage(
     results_dir = root / parameters.get("results_dir", "results")
     output = Path(output_notebook) if output_notebook else results_dir / "notebooks" / STAGES[stage]
     output.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(source, output, parameters=parameters, kernel_name=KERNEL_NAME, cwd=str(root), log_output=True,
-                        execution_timeout=execution_timeout)  # fmt: skip
+    pm.execute_notebook(
+        source,
+        output,
+        parameters=parameters,
+        kernel_name=KERNEL_NAME,
+        cwd=str(root),
+        log_output=True,
+        execution_timeout=execution_timeout,
+    )
     if Path(params_path).resolve() != (root / "params.yaml").resolve():
         mark_profile(output, Path(params_path))
     return output
