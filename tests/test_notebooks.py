@@ -143,6 +143,7 @@ def test_stage_checks_cover_every_stage_in_order():
     assert list(STAGE_CHECKS) == list(stages.STAGES)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("blender")
 def test_notebooks_run_in_order_under_smoke_params(tmp_path, subtests):
     params = smoke_params(tmp_path)
@@ -158,6 +159,7 @@ def test_notebooks_run_in_order_under_smoke_params(tmp_path, subtests):
             failed = None
 
 
+@pytest.mark.slow
 def test_progress_bars_stay_text_in_a_notebook_executed_by_papermill(tmp_path):
     """A bar is a widget in Jupyter, but papermill has no frontend to draw one. The executed notebook must
     hold the finished text bar, not a frozen widget and its state JSON (results/notebooks/ would carry both), for

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from zero1to3 import config
@@ -44,6 +45,7 @@ def test_the_paper_profile_is_the_papers_recipe() -> None:
     assert paper["sample"]["sampler"] == {"ddim_steps": 50, "guidance_scale": 3.0, "eta": 1.0}
 
 
+@pytest.mark.slow
 def test_the_gpu_benchmark_imports_only_what_a_bare_gpu_machine_has() -> None:
     """The GPU machine has torch, transformers, accelerate, safetensors, jaxtyping, numpy, pillow, tqdm, diffusers
     and pydantic (and their requirements), nothing of the study's evaluation, rendering or notebook stack. (scipy

@@ -279,6 +279,7 @@ def test_a_notebook_run_with_another_params_file_says_so_at_the_top(tmp_path):
     assert cells[1].source == "# 01 · Render"
 
 
+@pytest.mark.slow
 def test_make_lab_serves_the_notebooks(tmp_path):
     """`make lab`'s script starts JupyterLab; the server lists the five notebooks over HTTP, then stops."""
     import json

@@ -1,5 +1,6 @@
 """Progress bars: text outside a Jupyter frontend, a widget inside one; the one-line note on what a run reused."""
 
+import pytest
 from tqdm.std import tqdm as text_tqdm
 
 from zero1to3 import stages
@@ -33,6 +34,7 @@ def _run_in_kernel(client, code: str, allow_stdin: bool) -> list[dict]:
         messages.append(msg)
 
 
+@pytest.mark.slow
 def test_in_the_projects_kernel_a_frontend_gets_a_widget_and_a_batch_run_text():
     """JupyterLab sends `allow_stdin=True`, papermill (nbclient) `False`: the same cell draws a widget, then text."""
     from jupyter_client.manager import start_new_kernel

@@ -19,7 +19,8 @@ import pytest
 from zero1to3 import cameras
 from zero1to3.dataset import data, objects, render, scene
 
-pytestmark = pytest.mark.xdist_group("blender")  # Blender runs are CPU-heavy: keep them on one worker
+# Blender runs are CPU-heavy: keep them on one worker, and out of `make test-fast`
+pytestmark = [pytest.mark.xdist_group("blender"), pytest.mark.slow]
 
 
 def two_objects():

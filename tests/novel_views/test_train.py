@@ -312,6 +312,7 @@ def test_a_kill_between_a_checkpoint_and_its_callback_runs_the_callback_again_on
     assert sorted(again.images) == [2, 4]
 
 
+@pytest.mark.slow
 def test_side_by_side_runs_end_as_each_run_alone_with_the_same_threads(setup, tmp_path):
     """`fit_side_by_side` with two workers: each run (its weights, losses, checkpoint previews) equals `fit` of the
     same job alone with the worker's thread count; the previews come back into the caller's callbacks."""
@@ -342,6 +343,7 @@ def test_side_by_side_runs_end_as_each_run_alone_with_the_same_threads(setup, tm
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_failing_side_by_side_run_raises_its_error(setup, tmp_path):
     _, views, latents = setup
     bad = tiny_cfg(prediction_type="epsilon")  # the components predict v: `fit` refuses

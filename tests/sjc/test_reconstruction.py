@@ -100,6 +100,7 @@ def test_unknown_methods_and_missing_fields_are_explained(tmp_path):
         reconstruction.load_field(tmp_path / "duck.field.pt", DEFAULT_CFG, 4)
 
 
+@pytest.mark.slow
 def test_runs_in_two_workers_give_the_records_and_meshes_of_one_after_the_other(tmp_path):
     """`num_workers` 2 (a process per run, as stage 04 runs on two cores) computes exactly what one process does."""
     from test_outputs import _fake_render
