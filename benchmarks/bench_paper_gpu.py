@@ -24,16 +24,15 @@ import dataclasses
 import gc
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers.training_utils import EMAModel
 
+from zero1to3 import stages
 from zero1to3.config import FinetuneConfig, SamplerParams
 from zero1to3.core import files, repro
 from zero1to3.model import builders, conditioning, encoders, schedulers
@@ -193,7 +192,7 @@ def main() -> None:
     if not args.tiny and not torch.cuda.is_available():
         raise SystemExit("bench_paper_gpu.py: no CUDA device; run it on a GPU machine, or with --tiny on the CPU")
     device = torch.device("cpu" if args.tiny else "cuda")
-    profile = yaml.safe_load(Path(args.profile).read_text())
+    profile = stages.load_params(args.profile)
     cfg = training_config(profile, args.tiny)
     sampler = SamplerParams.model_validate(profile["sample"]["sampler"])
     tick = time.perf_counter()

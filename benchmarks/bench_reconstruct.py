@@ -34,13 +34,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from zero1to3.core import files, outputs, repro
+from zero1to3 import stages
+from zero1to3.core import files, fingerprint, outputs, repro
 from zero1to3.dataset import data
 from zero1to3.evaluation import evaluate
 from zero1to3.model.components import Zero123Components
-from zero1to3.sjc import system
 
 BAR_SECONDS = 120.0
 
@@ -113,7 +112,7 @@ def main() -> None:
     parser.add_argument("--models-dir", help="stage 02's models (default: the params' system.models_dir)")
     parser.add_argument("--out", default="results/benchmarks/reconstruct.json")
     args = parser.parse_args()
-    params = yaml.safe_load(Path(args.params).read_text())
+    params = stages.load_params(args.params)
     group, evaluate_seed = params["sjc"], params["evaluate"]["seed"]
     group |= {k: v for k, v in (("data_dir", args.data_dir), ("models_dir", args.models_dir)) if v}
     data_dir, sjc_dir, view = Path(group["data_dir"]), Path(group["data_dir"]) / "sjc", int(group["input_view"])
@@ -152,7 +151,7 @@ def main() -> None:
         # stage 04 ran with (e.g. the study's settings on `make quick`'s stage 04) times the command all the same.
         stage_identity = outputs.load_run_record(stage_mesh.with_suffix(".json"))["identity"]
         differs = sorted(
-            {k for r in runs["as_stage04"] for k in system.identity_differences(r.pop("identity"), stage_identity)}
+            {k for r in runs["as_stage04"] for k in fingerprint.differences(r.pop("identity"), stage_identity)}
         )
         for r in runs["as_user"]:
             r.pop("identity")

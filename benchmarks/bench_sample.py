@@ -18,13 +18,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
+from zero1to3 import stages
 from zero1to3.config import TinyModelSizes
 from zero1to3.core import files, repro
 from zero1to3.model import builders
@@ -68,7 +67,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/benchmarks/sample.json")
     args = parser.parse_args()
-    group = yaml.safe_load(Path(args.params).read_text())["finetune"]
+    group = stages.load_params(args.params)["finetune"]
     sizes = TinyModelSizes.from_dict(group["tiny_model"])
     components = builders.build_tiny_components(sizes, 0, group["training"]["prediction_type"])
     torch.set_num_threads(os.cpu_count() or 1)

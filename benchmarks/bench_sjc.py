@@ -22,9 +22,8 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from zero1to3 import cameras
+from zero1to3 import cameras, stages
 from zero1to3.config import TinyModelSizes
 from zero1to3.core import files, repro
 from zero1to3.dataset import data
@@ -40,7 +39,7 @@ MODEL_DIR = Path("models/finetune/pose/model")
 def load_components(params: Path) -> tuple[Zero123Components, str]:
     if (MODEL_DIR / "model_index.json").is_file():
         return Zero123Components.load_pretrained(MODEL_DIR), str(MODEL_DIR)
-    sizes = yaml.safe_load(params.read_text())["finetune"]["tiny_model"]
+    sizes = stages.load_params(params)["finetune"]["tiny_model"]
     sizes = TinyModelSizes.from_dict(sizes)
     return builders.build_tiny_components(sizes, seed=0, prediction_type="v_prediction"), "random tiny_model weights"
 
@@ -62,7 +61,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/benchmarks/system.json")
     args = parser.parse_args()
-    cfg = system.SJCConfig.from_dict(yaml.safe_load(Path(args.params).read_text())["sjc"]["config"])
+    cfg = system.SJCConfig.from_dict(stages.load_params(args.params)["sjc"]["config"])
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, iterations=args.iterations)
     components, model = load_components(Path(args.params))

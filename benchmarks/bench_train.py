@@ -18,30 +18,19 @@ import platform
 import resource
 import statistics
 import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from zero1to3 import cameras
+import _common
+from zero1to3 import stages
 from zero1to3.config import FinetuneConfig
 from zero1to3.core import files
-from zero1to3.dataset import data
 from zero1to3.model import autoencoder, conditioning, encoders
 from zero1to3.model.components import Zero123Components
 from zero1to3.novel_views import train
 
 WARMUP = 10  # steps left out of the timing (oneDNN kernel selection, allocator warm-up)
-
-
-def synthetic_views(num_objects: int, num_views: int, size: int, seed: int) -> data.MultiViewSet:
-    rng = np.random.default_rng(seed)
-    rgba = rng.integers(0, 256, size=(num_objects, num_views, size, size, 4), dtype=np.uint8)
-    centers = cameras.sample_camera_positions(num_objects * num_views, rng).reshape(num_objects, num_views, 3)
-    return data.MultiViewSet([f"o{i}" for i in range(num_objects)], rgba, centers)
 
 
 def bare_steps(components: Zero123Components, cfg: FinetuneConfig, steps: int) -> list[float]:
@@ -53,21 +42,17 @@ def bare_steps(components: Zero123Components, cfg: FinetuneConfig, steps: int) -
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
     size, lat = int(clip.config.image_size), int(unet.config.sample_size)
     g = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(steps):
-        tick = time.perf_counter()
+
+    def loss_fn() -> torch.Tensor:
         images = torch.rand(cfg.batch_size, 3, size, size, generator=g) * 2 - 1
         z_t, concat = torch.randn(2, cfg.batch_size, 4, lat, lat, generator=g)
         embeds = encoders.encode_clip_image(clip, components.feature_extractor, images)
         context = cc(embeds, torch.randn(cfg.batch_size, 4, generator=g))[:, None]
         t = torch.randint(1000, (cfg.batch_size,), generator=g)
         pred = unet(conditioning.unet_input(z_t, concat), t, encoder_hidden_states=context).sample
-        loss = F.mse_loss(pred, torch.randn_like(pred))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - tick)
-    return times
+        return F.mse_loss(pred, torch.randn_like(pred))
+
+    return _common.optimizer_step_times(optimizer, loss_fn, steps)
 
 
 def main() -> None:
@@ -76,13 +61,13 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/benchmarks/train.json")
     args = parser.parse_args()
-    group = yaml.safe_load(Path(args.params).read_text())["finetune"]  # the default tiny config
+    group = stages.load_params(args.params)["finetune"]  # the default tiny config
     cfg = FinetuneConfig.from_dict(
         group["training"] | {"seed": 0, "use_pose": True, "max_steps": args.steps, "checkpoint_every": 10**9}
     )
     build = lambda: train.build_components("tiny", group["tiny_model"], "", cfg.prediction_type, 0)  # noqa: E731
     components = build()
-    views = synthetic_views(40, 12, int(group["tiny_model"]["image_size"]), 0)
+    views = _common.synthetic_views(40, 12, int(group["tiny_model"]["image_size"]), 0)
     latents = autoencoder.encode_views(components.vae, views)
     with tempfile.TemporaryDirectory() as tmp:
         result = train.fit(components, views, latents, cfg, tmp, progress=False)

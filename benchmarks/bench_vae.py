@@ -22,34 +22,20 @@ import os
 import platform
 import resource
 import statistics
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
-from zero1to3 import cameras
+import _common
+from zero1to3 import stages
 from zero1to3.config import TinyModelSizes
 from zero1to3.core import files
 from zero1to3.dataset import data
 from zero1to3.model import autoencoder, builders
 
 WARMUP = 5  # steps left out of the timing (oneDNN kernel selection, allocator warm-up)
-
-
-def synthetic_views(num_objects: int, num_views: int, size: int, seed: int) -> data.MultiViewSet:
-    """Random pixels inside a random-sized square of alpha per view, white around it (as renders are)."""
-    rng = np.random.default_rng(seed)
-    rgba = rng.integers(0, 256, size=(num_objects, num_views, size, size, 4), dtype=np.uint8)
-    rgba[..., 3] = 0
-    half = rng.integers(size // 8, size // 2, size=(num_objects, num_views))
-    for (o, v), h in np.ndenumerate(half):
-        rgba[o, v, size // 2 - h : size // 2 + h, size // 2 - h : size // 2 + h, 3] = 255
-    centers = cameras.sample_camera_positions(num_objects * num_views, rng).reshape(num_objects, num_views, 3)
-    return data.MultiViewSet([f"o{i}" for i in range(num_objects)], rgba, centers)
 
 
 def render_views(data_dir: str, num_objects: int) -> data.MultiViewSet:
@@ -93,17 +79,13 @@ def bare_steps(
     vae.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=learning_rate)
     g = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(steps):
-        tick = time.perf_counter()
+
+    def loss_fn() -> torch.Tensor:
         posterior = vae.encode(x).latent_dist
         loss = F.mse_loss(vae.decode(posterior.sample(generator=g)).sample, x)
-        loss = loss + kl_weight * posterior.kl().mean() / math.prod(posterior.mean.shape[1:])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - tick)
-    return times
+        return loss + kl_weight * posterior.kl().mean() / math.prod(posterior.mean.shape[1:])
+
+    return _common.optimizer_step_times(optimizer, loss_fn, steps)
 
 
 def main() -> None:
@@ -116,10 +98,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps <= WARMUP:
         parser.error(f"--steps must exceed the {WARMUP} warm-up steps")
-    group = yaml.safe_load(Path(args.params).read_text())["finetune"]
+    group = stages.load_params(args.params)["finetune"]
     sizes, vae_cfg = TinyModelSizes.from_dict(group["tiny_model"], "tiny_model"), group["vae"]
     new_vae = lambda: builders.build_tiny_components(sizes, 0).vae  # noqa: E731  (the same start every time)
-    views = render_views(args.data_dir, 40) if args.data_dir else synthetic_views(40, 12, sizes.image_size, 0)
+    if args.data_dir:
+        views = render_views(args.data_dir, 40)
+    else:  # white around a square of random pixels, as renders are white around the object
+        views = _common.synthetic_views(40, 12, sizes.image_size, 0, square_alpha=True)
     batch = int(vae_cfg["batch_size"])
     timed = lambda times: statistics.median(times[WARMUP:])  # noqa: E731
 

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from zero1to3 import stages
 from zero1to3.core import files, outputs, repro
 from zero1to3.dataset import data
 from zero1to3.evaluation import evaluate
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", default="results/benchmarks/reproduction_drift.json")
     args = parser.parse_args()
-    group = yaml.safe_load(Path(args.params).read_text())["sample"]
+    group = stages.load_params(args.params)["sample"]
     models_dir = Path(group["models_dir"])
     model = pipeline.Zero123Pipeline.from_pretrained(models_dir / "pose" / "model")
     samplers = {"zero123": (model, True, 0), "shuffled_pose": (model, True, group["pose_shift"])}

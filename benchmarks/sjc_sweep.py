@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from zero1to3 import stages
 from zero1to3.config import SJCConfig
 from zero1to3.core import files, fingerprint, outputs, repro
 from zero1to3.dataset import data
@@ -160,7 +161,7 @@ def summarize(
 
 
 def run(args: argparse.Namespace) -> None:
-    params = yaml.safe_load(Path(args.params).read_text())
+    params = stages.load_params(args.params)
     group = params["sjc"]
     data_dir, seed, view = Path(group["data_dir"]), int(group["seed"]), int(group["input_view"])
     counts = group["objects_per_set"]

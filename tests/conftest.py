@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from zero1to3 import stages  # noqa: E402
 from zero1to3.config import RenderConfig  # noqa: E402
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def load_script(relative: str) -> ModuleType:
 @pytest.fixture
 def tiny_render_cfg(tmp_path: Path) -> RenderConfig:
     """The smoke render settings, writing into a temporary folder."""
-    values = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())["render"]
+    values = stages.load_params(REPO / "tests" / "smoke_params.yaml")["render"]  # the overlay over params.yaml
     return RenderConfig.from_dict(values | {"data_dir": str(tmp_path / "data"), "results_dir": str(tmp_path / "res")})
 
 

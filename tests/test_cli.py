@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, disc_rgba
-from zero1to3 import cli
+from zero1to3 import cli, stages
 
 # ---------------------------------------------------------------------------------------------------------------
 # `python -m zero1to3 render --shard K/N` and `render --merge N`
@@ -53,7 +53,7 @@ def test_render_shards_then_merge_give_the_unsharded_manifest(tmp_path, capsys, 
 
     monkeypatch.setattr(render, "_render_all", _fake_render_all)  # no Blender: the sharding and the manifest only
     meshes = make_example_meshes(tmp_path / "meshes")
-    group = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())["render"] | {
+    group = stages.load_params(REPO / "tests" / "smoke_params.yaml")["render"] | {
         "num_train": 5,
         "num_test": 2,
         "zero_shot": ["duck", "mug"],

@@ -58,8 +58,9 @@ def test_notebook_is_thin_and_committed_without_outputs(path):
 
 
 def smoke_params(tmp_path: Path) -> Path:
-    """tests/smoke_params.yaml with every path moved into `tmp_path`."""
-    params = yaml.safe_load((REPO / "tests" / "smoke_params.yaml").read_text())
+    """tests/smoke_params.yaml merged over params.yaml (`stages.load_params`), with every path moved into
+    `tmp_path`: a complete params file."""
+    params = stages.load_params(REPO / "tests" / "smoke_params.yaml")
     for group in params.values():
         for key in ("data_dir", "results_dir", "models_dir"):
             if key in group:

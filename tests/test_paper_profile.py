@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zero1to3 import config
+from zero1to3 import config, stages
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_PROCESSES = 8  # the paper's 8 GPUs (docs/conventions.md#training-objective-and-recipe); the README says how to
@@ -18,7 +18,7 @@ GPU_PROCESSES = 8  # the paper's 8 GPUs (docs/conventions.md#training-objective-
 
 
 def test_the_paper_profile_fits_every_schema_and_writes_only_under_paper() -> None:
-    paper = yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text())
+    paper = stages.load_params(REPO / "profiles" / "paper.yaml")  # merged over params.yaml
     default = yaml.safe_load((REPO / "params.yaml").read_text())
     assert list(paper) == list(default)
     for stage, group in paper.items():
@@ -33,7 +33,7 @@ def test_the_paper_profile_fits_every_schema_and_writes_only_under_paper() -> No
 def test_the_paper_profile_is_the_papers_recipe() -> None:
     """docs/conventions.md#training-objective-and-recipe: the values a reproducer expects, each checked against the
     spec's number."""
-    paper = yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text())
+    paper = stages.load_params(REPO / "profiles" / "paper.yaml")
     finetune = paper["finetune"]
     t = finetune["training"]
     assert finetune["scale"] == "paper" and finetune["seed"] == 42
@@ -43,6 +43,16 @@ def test_the_paper_profile_is_the_papers_recipe() -> None:
     assert t["train_image_encoder"] is False and t["max_steps"] == 105000 and t["checkpoint_every"] == 5000
     assert paper["render"]["resolution_px"] == 256 and paper["render"]["num_views"] == 12
     assert paper["sample"]["sampler"] == {"ddim_steps": 50, "guidance_scale": 3.0, "eta": 1.0}
+
+
+def test_the_paper_profile_writes_its_recipe_out_whole() -> None:
+    """The overlay pins the paper's training recipe and sampler key by key, so a change to params.yaml's defaults
+    cannot change them (and bench_paper_gpu.py, which reads the file as it is, finds them whole)."""
+    overlay = yaml.safe_load((REPO / "profiles" / "paper.yaml").read_text())
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert overlay["extends"] == "../params.yaml"
+    assert set(overlay["finetune"]["training"]) == set(default["finetune"]["training"])
+    assert set(overlay["sample"]["sampler"]) == set(default["sample"]["sampler"])
 
 
 @pytest.mark.slow
@@ -73,6 +83,7 @@ def test_the_gpu_benchmark_imports_only_what_a_bare_gpu_machine_has() -> None:
     assert loaded_absent == "[]", result.stdout
     allowed = {
         "config",
+        "stages",
         "core",
         "core.files",
         "core.progress",

@@ -220,6 +220,100 @@ def test_the_manifest_and_samples_layout_match_the_library():
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Profiles: overlays on params.yaml (`extends: ../params.yaml`), merged by `stages.load_params`
+
+PROFILES = [*sorted((REPO / "profiles").glob("*.yaml")), REPO / "tests" / "smoke_params.yaml"]
+PARAMS_YAML = str(REPO / "params.yaml")  # absolute: an overlay's `extends` is relative to the overlay's folder
+
+
+def _overlay(tmp_path, groups, name="overlay.yaml"):
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"extends": PARAMS_YAML} | groups, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_every_profile_is_an_overlay_that_fits_every_stage_schema(path):
+    import yaml
+
+    assert yaml.safe_load(path.read_text())["extends"] == "../params.yaml"
+    for stage in stages.STAGES:
+        group = stages.read_params(path, stage)  # merged, then checked by config.stage_config
+        assert stages.EXTENDS_KEY not in group
+
+
+def test_an_overlay_that_changes_nothing_is_params_yaml(tmp_path):
+    import yaml
+
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    empty = _overlay(tmp_path, {})
+    repeats = _overlay(tmp_path, {"sample": {"sampler": {"eta": default["sample"]["sampler"]["eta"]}}}, "same.yaml")
+    for path in (empty, repeats):
+        assert stages.load_params(path) == default
+        assert list(stages.load_params(path)) == list(default)  # the groups in params.yaml's order
+        for stage in stages.STAGES:
+            assert stages.read_params(path, stage) == default[stage]
+
+
+def test_an_overlay_merges_mappings_replaces_lists_and_drops_null_keys(tmp_path):
+    import yaml
+
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    path = _overlay(
+        tmp_path,
+        {
+            "sample": {"sets": ["zero_shot"], "sampler": {"ddim_steps": 10}},
+            "sjc": {"objects_per_set": {"test": None, "zero_shot": 1}},
+        },
+    )
+    sample = stages.read_params(path, "sample")
+    assert sample["sets"] == ["zero_shot"]  # replaced, not appended to [test, zero_shot]
+    assert sample["sampler"] == default["sample"]["sampler"] | {"ddim_steps": 10}  # merged key by key
+    assert sample | {"sets": None, "sampler": None} == default["sample"] | {"sets": None, "sampler": None}
+    assert stages.read_params(path, "sjc")["objects_per_set"] == {"zero_shot": 1}  # `test: ~` removed the key
+
+
+def test_merge_params_changes_neither_argument():
+    base = {"a": {"b": [1, 2], "c": 3}}
+    overlay = {"a": {"b": [4], "c": None}}
+    merged = stages.merge_params(base, overlay)
+    merged["a"]["b"].append(5)
+    assert merged == {"a": {"b": [4, 5]}}
+    assert base == {"a": {"b": [1, 2], "c": 3}} and overlay == {"a": {"b": [4], "c": None}}
+
+
+def test_an_unknown_key_in_an_overlay_is_one_line_naming_the_file_and_key(tmp_path, capsys):
+    path = _overlay(tmp_path, {"sample": {"guidance_sclae": 3.0}})
+    assert stages.main(["sample", "--params", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: " in err and "sample.guidance_sclae: unknown key" in err, err
+    with pytest.raises(ValueError, match=r"sjc\.config: unknown keys \['iteration'\]"):
+        stages.read_params(_overlay(tmp_path, {"sjc": {"config": {"iteration": 3}}}), "sjc")
+
+
+def test_an_overlay_group_its_base_lacks_is_an_error_naming_the_file(tmp_path):
+    path = _overlay(tmp_path, {"smaple": {"seed": 1}})
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: unknown groups \['smaple'\]; groups of "):
+        stages.read_params(path, "render")  # even when reading another group: nobody would read this one
+
+
+def test_an_overlay_extends_one_complete_file_that_exists(tmp_path):
+    missing = _params_with(tmp_path, "extends: nowhere.yaml\nrender: {seed: 1}\n")
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml does not exist"):
+        stages.read_params(missing, "render")
+    first = _overlay(tmp_path, {"render": {"seed": 1}}, "first.yaml")
+    second = tmp_path / "second.yaml"
+    second.write_text(f"extends: {first.name}\nrender: {{seed: 2}}\n")
+    with pytest.raises(ValueError, match="is itself an overlay; extend a complete file"):
+        stages.read_params(second, "render")
+    bad = _params_with(tmp_path, "extends: [params.yaml]\n")
+    with pytest.raises(ValueError, match="extends must name the params file it changes"):
+        stages.read_params(bad, "render")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The quick profile (`make quick`)
 
 
@@ -228,7 +322,7 @@ def test_the_quick_profile_fits_every_schema_and_writes_only_under_quick():
 
     from zero1to3 import config
 
-    quick = yaml.safe_load((REPO / "profiles" / "quick.yaml").read_text())
+    quick = stages.load_params(REPO / "profiles" / "quick.yaml")  # merged over params.yaml
     default = yaml.safe_load((REPO / "params.yaml").read_text())
     assert list(quick) == list(default) == list(stages.STAGES)
     for stage, group in quick.items():
@@ -248,7 +342,7 @@ def test_the_own_objects_example_fits_every_schema_and_its_meshes_make_the_named
     from zero1to3 import config
     from zero1to3.dataset import render
 
-    profile = yaml.safe_load((REPO / "profiles" / "own_objects.yaml").read_text())
+    profile = stages.load_params(REPO / "profiles" / "own_objects.yaml")  # merged over params.yaml
     default = yaml.safe_load((REPO / "params.yaml").read_text())
     assert list(profile) == list(default)
     for stage, group in profile.items():

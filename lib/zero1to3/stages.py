@@ -2,9 +2,11 @@
 papermill with its group of `params.yaml`, checked first.
 
 This module is the only reader of `params.yaml` (the stage entry point, as `main()` in
-iterative/example-get-started); every library function takes explicit arguments or a config. It imports nothing
-beyond `config` and `files`, so that dvc.yaml's stages depend on it and not on `cli.py`: an edit to a user command
-(`sample`, `reconstruct`, `render --shard`) reruns no stage. `python -m zero1to3 run <stage>` is the same command
+iterative/example-get-started); every library function takes explicit arguments or a config. A profile
+(`profiles/quick.yaml`) holds only what differs from `params.yaml`: it says `extends: ../params.yaml`, and
+`load_params` merges it over that file before any group is checked. This module imports nothing beyond `config`
+and `files`, so that dvc.yaml's stages depend on it and not on `cli.py`: an edit to a user command (`sample`,
+`reconstruct`, `render --shard`) reruns no stage. `python -m zero1to3 run <stage>` is the same command
 for users (`cli.py` hands it here). Torch is never imported: `run` only starts a kernel, and loading torch first
 would add seconds to every stage's start for nothing.
 """
@@ -12,6 +14,7 @@ would add seconds to every stage's start for nothing.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -39,15 +42,79 @@ SAMPLES_DIR = "samples"  # `outputs.samples_path`: stage 03 writes `<data_dir>/s
 logger = logging.getLogger(__name__)
 
 
+EXTENDS_KEY = "extends"  # in a profile: the complete params file it changes (`extends: ../params.yaml`)
+
+
 def read_params(path: str | Path, stage: str) -> dict[str, Any]:
-    """The `stage` group of a params file, checked against its schema (`config.stage_config`).
+    """The `stage` group of a params file (an overlay merged over its base, `load_params`), checked against its
+    schema (`config.stage_config`).
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: the file (or the file it extends) does not exist.
         config.ParamsError: malformed YAML (naming the file and line), a missing group, or a group that does not
-            fit its schema (one line per problem, naming `group.key`, the value and the rule).
+            fit its schema (one line per problem, naming the file and `group.key`, the value and the rule).
     """
     path = Path(path)
+    params = load_params(path)
+    if stage not in params:
+        raise config.ParamsError(f"params file {path} has no group {stage!r}; groups present: {sorted(params)}")
+    try:
+        config.stage_config(stage, params[stage])
+    except config.ParamsError as err:
+        raise config.ParamsError(f"{path}: {err}") from None
+    return params[stage]
+
+
+def load_params(path: str | Path) -> dict[str, Any]:
+    """Every group of a params file, unchecked. A complete file (`params.yaml`) is returned as it is; an overlay
+    (a profile: a file with an `extends: <base>` key) is merged over its base by `merge_params`.
+
+    The base path is relative to the overlay's own folder (`profiles/quick.yaml` says `extends: ../params.yaml`)
+    and must be a complete file: one level, no chains. An overlay may change only the base's groups, so a
+    misspelt group is an error rather than a group nobody reads; a misspelt key inside a group is caught by the
+    group's schema (`read_params`). The `extends` key never reaches a group, a schema or a notebook.
+
+    Raises:
+        FileNotFoundError: the file or its base does not exist.
+        config.ParamsError: malformed YAML, a file that is not a mapping of groups, a base that is itself an
+            overlay, or an overlay group its base lacks; each naming the file.
+    """
+    path = Path(path)
+    params = _read_yaml(path)
+    if EXTENDS_KEY not in params:
+        return params
+    overlay = dict(params)
+    base_name = overlay.pop(EXTENDS_KEY)
+    if not isinstance(base_name, str) or not base_name:
+        raise config.ParamsError(f"{path}: {EXTENDS_KEY} must name the params file it changes, got {base_name!r}")
+    base_path = path.parent / base_name
+    base = _read_yaml(base_path)
+    if EXTENDS_KEY in base:
+        raise config.ParamsError(f"{path}: its base {base_path} is itself an overlay; extend a complete file")
+    unknown = [group for group in overlay if group not in base]
+    if unknown:
+        raise config.ParamsError(f"{path}: unknown groups {unknown}; groups of {base_path}: {list(base)}")
+    return merge_params(base, overlay)
+
+
+def merge_params(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` over `base`, as JSON Merge Patch (RFC 7396): mappings merge key by key, a list or a scalar
+    replaces the base's value whole, and a key set to null (`~`) is removed (how `sjc.objects_per_set` drops a
+    set of the base's). A new mapping, shared with neither argument; keys keep the base's order, new keys follow.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict):
+            merged[key] = merge_params(base[key] if isinstance(base.get(key), dict) else {}, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A params file's mapping of groups (an empty file is an empty mapping)."""
     if not path.is_file():
         raise FileNotFoundError(f"params file {path} does not exist")
     try:
@@ -59,13 +126,7 @@ def read_params(path: str | Path, stage: str) -> dict[str, Any]:
         raise config.ParamsError(f"{where}: malformed YAML: {problem}") from None
     if not isinstance(params, dict):
         raise config.ParamsError(f"{path}: must map stage names to groups, got {type(params).__name__}")
-    if stage not in params:
-        raise config.ParamsError(f"params file {path} has no group {stage!r}; groups present: {sorted(params)}")
-    try:
-        config.stage_config(stage, params[stage])
-    except config.ParamsError as err:
-        raise config.ParamsError(f"{path}: {err}") from None
-    return params[stage]
+    return params
 
 
 def run_stage(

@@ -9,7 +9,7 @@ def test_write_json_atomic_round_trip_and_no_temp_left(tmp_path):
     path = tmp_path / "sub" / "x.json"
     files.write_json_atomic(path, {"a": [1, 2]})
     files.write_json_atomic(path, {"a": [3]})
-    assert json.loads(path.read_text()) == {"a": [3]}
+    assert json.loads(path.read_text()) == files.read_json(path) == {"a": [3]}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
 
 

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -37,10 +39,54 @@ def test_a_sphere_comes_out_closed_at_its_radius_on_any_grid():
         assert m.is_watertight and abs(np.median(radii) - 0.35) < 0.06, (grid_size, np.median(radii))
 
 
+def test_the_papers_recipe_on_a_solid_sphere():
+    """`PAPER_MESH` (199^3 grid, 7^3 mean filter, 8 x mean, 5^3 erosion) keeps a converged, off-centre ball whole."""
+    centre, radius = np.array([0.2, -0.1, 0.05]), 0.5  # off-centre, so any axis swap or flip would move the mesh
+    field = voxel.VoxelField(48, 1, bound=1.0)
+    inside = (field.node_coordinates() - torch.tensor(centre, dtype=torch.float32)).norm(dim=-1) < radius
+    with torch.no_grad():  # occupancy-like raw density: ~50 inside the sphere, ~0 outside, as a converged field
+        field.density_raw[0, 0] = torch.where(inside, 51.0, -8.0)
+    m = mesh.extract(field, mesh.PAPER_MESH)
+    assert m.is_watertight and m.volume > 0
+    np.testing.assert_allclose(m.vertices.mean(axis=0), centre, atol=0.02)
+    # smoothing + 8x-mean threshold + erosion shrink it somewhat, but it stays a ball of about that size
+    distance = np.linalg.norm(m.vertices - centre, axis=1)
+    assert 0.3 < distance.min() and distance.max() < radius + 0.02
+
+
 def test_an_empty_field_is_an_error_that_says_what_to_try():
     field = voxel.VoxelField(9, 4, 0.6)  # uniform fog: nothing crosses any level
     with pytest.raises(mesh.EmptyMeshError, match=r"no surface at 1.5 x its mean density.*--mesh-threshold"):
         mesh.extract(field, mesh.MeshSettings())
+
+
+@pytest.mark.parametrize("suffix", ["ply", "obj"])
+def test_export_mesh_of_an_analytic_sphere_round_trips(tmp_path, suffix):
+    # Off-centre sphere, so a swapped or flipped axis would move the centroid: raw density linear in the
+    # distance, crossing the iso-level softplus(0) = ln 2 exactly on the sphere.
+    centre, r = np.array([0.12, -0.05, 0.18]), 0.3
+    field = voxel.VoxelField(48, 4, bound=0.6)
+    with torch.no_grad():
+        dist = (field.node_coordinates() - torch.tensor(centre, dtype=torch.float32)).norm(dim=-1)
+        field.density_raw[0, 0] = -field.density_shift + 20.0 * (r - dist)
+    path = tmp_path / f"sphere.{suffix}"
+    exported = mesh.export_mesh(field, path, threshold=math.log(2.0), smooth_kernel=1)
+    loaded = trimesh.load(path, force="mesh")
+    assert len(loaded.faces) == len(exported.faces) and loaded.is_watertight
+    assert loaded.volume == pytest.approx(4 / 3 * math.pi * r**3, rel=0.02)
+    assert loaded.area == pytest.approx(4 * math.pi * r**2, rel=0.03)
+    np.testing.assert_allclose(loaded.center_mass, centre, atol=2e-3)
+
+
+def test_export_mesh_of_an_empty_field_raises_and_writes_nothing(tmp_path):
+    field = voxel.VoxelField(8, 4, bound=0.6)  # uniform fog softplus(-1) = 0.31 everywhere
+    with pytest.raises(mesh.EmptyMeshError, match="no surface"):
+        mesh.export_mesh(field, tmp_path / "empty.ply", threshold=10.0)
+    with pytest.raises(mesh.EmptyMeshError, match="no surface"):  # the default: 1.5 x the (uniform) mean
+        mesh.export_mesh(field, tmp_path / "empty.ply")
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match=".ply or .obj"):
+        mesh.export_mesh(field, tmp_path / "mesh.stl")
 
 
 @pytest.mark.parametrize(

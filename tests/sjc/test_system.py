@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import trimesh
 import yaml
 
 from conftest import REPO
@@ -183,33 +182,15 @@ def test_cameras_put_the_input_view_first_at_its_own_radius():
     np.testing.assert_allclose(np.linalg.norm(near - centers[1:], axis=-1), cfg.near_view_offset)
 
 
-@pytest.mark.parametrize("suffix", ["ply", "obj"])
-def test_export_mesh_of_an_analytic_sphere_round_trips(tmp_path, suffix):
-    # Off-centre sphere, so a swapped or flipped axis would move the centroid: raw density linear in the
-    # distance, crossing the iso-level softplus(0) = ln 2 exactly on the sphere.
-    centre, r = np.array([0.12, -0.05, 0.18]), 0.3
-    field = voxel.VoxelField(48, 4, bound=0.6)
-    with torch.no_grad():
-        dist = (field.node_coordinates() - torch.tensor(centre, dtype=torch.float32)).norm(dim=-1)
-        field.density_raw[0, 0] = -field.density_shift + 20.0 * (r - dist)
-    path = tmp_path / f"sphere.{suffix}"
-    mesh = system.export_mesh(field, path, threshold=math.log(2.0), smooth_kernel=1)
-    loaded = trimesh.load(path, force="mesh")
-    assert len(loaded.faces) == len(mesh.faces) and loaded.is_watertight
-    assert loaded.volume == pytest.approx(4 / 3 * math.pi * r**3, rel=0.02)
-    assert loaded.area == pytest.approx(4 * math.pi * r**2, rel=0.03)
-    np.testing.assert_allclose(loaded.center_mass, centre, atol=2e-3)
-
-
-def test_export_mesh_of_an_empty_field_raises_and_writes_nothing(tmp_path):
-    field = voxel.VoxelField(8, 4, bound=0.6)  # uniform fog softplus(-1) = 0.31 everywhere
-    with pytest.raises(system.EmptyMeshError, match="no surface"):
-        system.export_mesh(field, tmp_path / "empty.ply", threshold=10.0)
-    with pytest.raises(system.EmptyMeshError, match="no surface"):  # the default: 1.5 x the (uniform) mean
-        system.export_mesh(field, tmp_path / "empty.ply")
-    assert not list(tmp_path.iterdir())
-    with pytest.raises(ValueError, match=".ply or .obj"):
-        system.export_mesh(field, tmp_path / "mesh.stl")
+def test_field_from_state_rebuilds_the_field_of_a_config():
+    """Both field files (stage 04's bare state dict, `reconstruct`'s under "field") load through it."""
+    generator = torch.Generator().manual_seed(0)
+    field = voxel.VoxelField(SMALL.resolution, 4, SMALL.bound, SMALL.density_shift, None, 1.0, generator)
+    rebuilt = system.field_from_state(field.state_dict(), SMALL, 4)
+    assert (rebuilt.resolution, rebuilt.bound) == (SMALL.resolution, SMALL.bound)
+    assert rebuilt.density_shift == SMALL.density_shift
+    for key, value in field.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_turntable_decodes_frames(dummy_components, result):

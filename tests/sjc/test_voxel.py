@@ -169,18 +169,6 @@ def test_surface_cut_by_the_box_is_closed_on_its_face():
     assert not open_mesh.is_watertight
 
 
-def test_paper_recipe_on_a_solid_sphere():
-    # occupancy-like density: 50 inside the sphere, ~0 outside, as a converged SJC field
-    inside = sphere_density(48, CENTRE, RADIUS) > 1.0
-    field = field_with_density(torch.where(inside, 50.0, 1e-3).float())
-    mesh = voxel.extract_mesh(field, **voxel.PAPER_MESH_RECIPE)
-    assert mesh.is_watertight and mesh.volume > 0
-    np.testing.assert_allclose(mesh.vertices.mean(axis=0), CENTRE, atol=0.02)
-    # smoothing + 8x-mean threshold + erosion shrink it somewhat, but it stays a ball of about that size
-    radius = np.linalg.norm(mesh.vertices - np.asarray(CENTRE), axis=1)
-    assert 0.3 < radius.min() and radius.max() < RADIUS + 0.02
-
-
 def test_threshold_outside_the_range_gives_an_empty_mesh():
     mesh = voxel.extract_mesh(sphere_density(16, CENTRE, RADIUS), threshold=100.0, bound=1.0)
     assert len(mesh.vertices) == 0 and len(mesh.faces) == 0

@@ -98,6 +98,11 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def read_json(path: str | Path) -> Any:
+    """What `write_json_atomic` wrote to `path`."""
+    return json.loads(Path(path).read_text())
+
+
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     """Write a flat metrics file (`dvc metrics show` reads it): string keys, finite numbers only."""
     for key, value in metrics.items():

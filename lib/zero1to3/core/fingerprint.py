@@ -5,12 +5,16 @@ fingerprint of its inputs beside them: the weights it started from, the data it 
 computes the fingerprint of *its* inputs and reuses nothing whose fingerprint differs. A fingerprint
 is the SHA-256 of the inputs' exact bytes (tensor dtypes, shapes and values; file names and
 contents), so any change, even of one weight, gives another one.
+
+That rule, "resume or reuse only what the same run saved", is `load_saved` (every resumable or cached
+computation asks it) and `differences` (what the run's message names when it starts afresh).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +108,28 @@ def components_fingerprint(components: Any) -> str:
     configs = {name: plain_config(m.config) for name, m in modules.items() if getattr(m, "config", None) is not None}
     configs["scheduler"] = plain_config(components.scheduler.config)
     return modules_fingerprint(modules, configs)
+
+
+def load_saved(
+    path: str | Path | None, load: Callable[[Path], dict[str, Any]], expected: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, bool]:
+    """What an earlier run saved at `path`, and whether this run may resume from it or reuse it.
+
+    The same run saved it when every key of `expected` (its identity, fingerprint, settings) holds the same value
+    in the saved state. Returns `(state, True)` then; `(state, False)` when a value differs or is missing (another
+    run's: the caller says why and starts afresh); `(None, False)` when there is no file (or `path` is None).
+    `load` reads the file (`checkpoints.load`, a JSON reader).
+    """
+    if path is None or not Path(path).is_file():
+        return None, False
+    state = load(Path(path))
+    return state, all(key in state and state[key] == value for key, value in expected.items())
+
+
+def differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Collection[str] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """`{key: (saved value, current value)}` of every key but `ignore` in which two identities or configs differ
+    (a key one of them lacks counts as None), sorted by key: empty when they describe the same run."""
+    keys = sorted(saved.keys() | current.keys())
+    return {k: (saved.get(k), current.get(k)) for k in keys if k not in ignore and saved.get(k) != current.get(k)}

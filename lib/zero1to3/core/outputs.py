@@ -15,7 +15,6 @@ stage be rerun on its own.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -135,4 +134,5 @@ def save_run_record(path: str | Path, record: dict[str, Any]) -> None:
 
 
 def load_run_record(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """What `save_run_record` wrote."""
+    return files.read_json(path)

@@ -148,14 +148,14 @@ def fit_vae_cached(
     )
     digest = identity.hexdigest()
     path = Path(cache_dir) / VAE_CACHE_FILE
-    if path.is_file():
-        state = checkpoints.load(path)
-        if state.get("identity") == digest:
-            vae.load_state_dict(state["state_dict"])
-            vae.register_to_config(scaling_factor=float(state["scaling_factor"]))
-            vae.eval().requires_grad_(False)
-            logger.info("VAE reused from %s (same start, views, settings and seed)", path)
-            return state["history"], True
+    state, same = fingerprint.load_saved(path, checkpoints.load, {"identity": digest})
+    if same:
+        vae.load_state_dict(state["state_dict"])
+        vae.register_to_config(scaling_factor=float(state["scaling_factor"]))
+        vae.eval().requires_grad_(False)
+        logger.info("VAE reused from %s (same start, views, settings and seed)", path)
+        return state["history"], True
+    if state is not None:
         logger.info(
             "VAE in %s was trained from other inputs (%s vs %s now): training afresh",
             path,

@@ -102,13 +102,28 @@ def build_tiny_components(sizes: TinyModelSizes, seed: int, prediction_type: str
             )
         )
         cc = CCProjection(sizes.clip_projection_dim)
+    return _assemble(vae, unet, encoder, cc, prediction_type, sizes.image_size)
+
+
+def _assemble(
+    vae: AutoencoderKL,
+    unet: UNet2DConditionModel,
+    encoder: CLIPVisionModelWithProjection,
+    cc: CCProjection,
+    prediction_type: str,
+    image_size: int,
+    ddim_schedule: str = Zero123Components.ddim_schedule,
+) -> Zero123Components:
+    """Freshly built networks as components, in eval mode, with the noise scheduler and the CLIP image processor:
+    what every builder of random components returns."""
     return Zero123Components(
         vae=vae.eval(),
         unet=unet.eval(),
         image_encoder=encoder.eval(),
         cc_projection=cc.eval(),
         scheduler=schedulers.make_noise_scheduler(prediction_type),
-        feature_extractor=encoders.clip_image_processor(sizes.image_size),
+        feature_extractor=encoders.clip_image_processor(image_size),
+        ddim_schedule=ddim_schedule,
     )
 
 
@@ -172,15 +187,7 @@ def build_paper_components(
         vae = AutoencoderKL(**PAPER_VAE)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**PAPER_CLIP))
         cc = CCProjection(PAPER_CLIP["projection_dim"])
-    return Zero123Components(
-        vae=vae.eval(),
-        unet=unet.eval(),
-        image_encoder=encoder.eval(),
-        cc_projection=cc.eval(),
-        scheduler=schedulers.make_noise_scheduler(prediction_type),
-        feature_extractor=encoders.clip_image_processor(PAPER_CLIP["image_size"]),
-        ddim_schedule="official",
-    )
+    return _assemble(vae, unet, encoder, cc, prediction_type, PAPER_CLIP["image_size"], ddim_schedule="official")
 
 
 def build_dummy_components(seed: int = 0, prediction_type: str = "epsilon") -> Zero123Components:

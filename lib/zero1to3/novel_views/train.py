@@ -335,7 +335,7 @@ def _same_run_saved(out_dir: Path, record: dict[str, Any]) -> dict[str, Any] | N
     path = out_dir / MODEL_DIR / TRAINING_RECORD
     if not path.is_file():
         return None
-    saved = json.loads(path.read_text())
+    saved = files.read_json(path)
 
     def untimed(rec: dict[str, Any]) -> dict[str, Any]:
         return rec | {"history": [{k: v for k, v in row.items() if k != "seconds"} for row in rec.get("history", [])]}
@@ -405,13 +405,14 @@ def _resumable_state(out_dir: Path, cfg: FinetuneConfig, inputs: str) -> dict[st
     run's length and checkpoint spacing may change: they leave the trajectory as it is, the learning
     rate being constant after warm-up, so a finished run can be extended) and it is not past `max_steps`.
     """
-    last = latest_checkpoint(out_dir)
-    if last is None:
+    state, same_inputs = fingerprint.load_saved(
+        latest_checkpoint(out_dir), checkpoints.load, {"inputs_fingerprint": inputs}
+    )
+    if state is None:
         return None
-    state = checkpoints.load(last)
-    differences = {k: v for k, v in _diff(state["config"], cfg.to_dict()).items() if k not in RESUMABLE_CHANGES}
+    differences = fingerprint.differences(state["config"], cfg.to_dict(), ignore=RESUMABLE_CHANGES)
     reason = None
-    if state.get("inputs_fingerprint") != inputs:
+    if not same_inputs:
         reason = (
             f"made from other inputs (weights, VAE, views or latents; fingerprint "
             f"{fingerprint.short(str(state.get('inputs_fingerprint')))} vs {fingerprint.short(inputs)} now)"
@@ -528,10 +529,6 @@ def _ema_weights(ema: EMAModel, modules: list[torch.nn.Module]) -> Iterator[None
         yield
     finally:
         ema.restore(params)
-
-
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def save_history(path: str | Path, history: list[dict[str, float]]) -> None:

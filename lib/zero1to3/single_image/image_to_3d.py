@@ -311,18 +311,17 @@ def load_field(field_file: str | Path, components: Zero123Components) -> voxel.V
     """The field `reconstruct_image` saved, rebuilt from the config stored with it."""
     state = checkpoints.load(field_file)
     cfg = SJCConfig.from_dict(state["config"])
-    field = voxel.VoxelField(cfg.resolution, int(components.unet.config.out_channels), cfg.bound, cfg.density_shift)
-    field.load_state_dict(state["field"])
+    field = system.field_from_state(state["field"], cfg, int(components.unet.config.out_channels))
     return field.to(components.vae.device)
 
 
 def _load_field(
     path: Path, identity: dict[str, Any], components: Zero123Components
 ) -> tuple[voxel.VoxelField | None, dict[str, Any]]:
-    if not path.is_file():
+    state, same = fingerprint.load_saved(path, checkpoints.load, {"identity": identity})
+    if state is None:
         return None, {}
-    state = checkpoints.load(path)
-    if state.get("identity") != identity:
+    if not same:
         logger.info("%s belongs to another run (model, image, camera, seed or config differ): starting afresh", path)
         return None, {}
     logger.info("%s is this run's finished field: re-exporting it", path)
@@ -358,11 +357,10 @@ def _estimate(
     how = [elevation.CANDIDATES_DEG, elevation.AZIMUTH_OFFSETS_DEG] if probe is None else [probe.fingerprint()]
     key = hashlib.sha256(json.dumps([prior, seed, use_pose, estimator, *how]).encode() + rgba.tobytes()).hexdigest()
     path = out_dir / ESTIMATE_FILE
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            logger.info("polar angle estimated before (%s): %.1f degrees", path, stored["polar_deg"])
-            return float(stored["polar_deg"]), estimator
+    stored, same = fingerprint.load_saved(path, files.read_json, {"key": key})
+    if same:
+        logger.info("polar angle estimated before (%s): %.1f degrees", path, stored["polar_deg"])
+        return float(stored["polar_deg"]), estimator
     if probe is None:
         found = elevation.estimate_polar(components, rgba, torch.Generator().manual_seed(seed), use_pose=use_pose)
         polar_deg, details = (

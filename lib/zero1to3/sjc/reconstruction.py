@@ -8,7 +8,6 @@ config), reads the fields back (`load_field`), draws turntables next to the true
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 from concurrent.futures import as_completed
@@ -16,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from jaxtyping import Float, UInt8
 
 from zero1to3.config import SJCConfig
-from zero1to3.core import figures, files, outputs, workers
+from zero1to3.core import checkpoints, figures, fingerprint, outputs, workers
 from zero1to3.core import progress as zprogress
 from zero1to3.dataset import data
 from zero1to3.evaluation import pixel_metrics
 from zero1to3.model.components import Zero123Components
-from zero1to3.sjc import system, voxel
+from zero1to3.sjc import mesh, system, voxel
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +58,26 @@ def reconstruct_object(
     mesh_file = Path(mesh_file)
     record_file, field_file = mesh_file.with_suffix(".json"), mesh_file.with_suffix(".field.pt")
     identity = system.run_identity(prior, rgba, center, cfg, seed, use_pose)
-    if record_file.is_file() and field_file.is_file():
-        record = outputs.load_run_record(record_file)
-        if record.get("settings") == settings and record.get("identity") == identity:
-            return record | {"resumed_from": len(record["history"])}
+    record, same = None, False
+    if field_file.is_file():
+        expected = {"settings": settings, "identity": identity}
+        record, same = fingerprint.load_saved(record_file, outputs.load_run_record, expected)
+    if same:
+        return record | {"resumed_from": len(record["history"])}
+    if record is not None:
         logger.info("%s was made from other inputs or settings: reconstructing afresh", record_file)
-    checkpoints = mesh_file.with_suffix(".checkpoints")
+    checkpoint_dir = mesh_file.with_suffix(".checkpoints")
     result = system.reconstruct(
-        prior, rgba, center, cfg, seed, use_pose=use_pose, checkpoint_dir=checkpoints, identity=identity
+        prior, rgba, center, cfg, seed, use_pose=use_pose, checkpoint_dir=checkpoint_dir, identity=identity
     )
     mesh_file.parent.mkdir(parents=True, exist_ok=True)
     try:
-        system.export_mesh(result.field, mesh_file)
+        mesh.export_mesh(result.field, mesh_file)
         error = None
-    except system.EmptyMeshError as err:
+    except mesh.EmptyMeshError as err:
         mesh_file.unlink(missing_ok=True)
         error = str(err)
-    buffer = io.BytesIO()
-    torch.save(result.field.state_dict(), buffer)
-    files.write_bytes_atomic(field_file, buffer.getvalue())
+    checkpoints.write(field_file, result.field.state_dict())  # stage 04's field file: the bare state dict
     record = {
         "settings": settings,
         "identity": identity,
@@ -87,7 +86,7 @@ def reconstruct_object(
         "mesh_error": error,
     }
     outputs.save_run_record(record_file, record)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return record | {"resumed_from": result.resumed_from}
 
 
@@ -189,9 +188,7 @@ def load_field(field_file: str | Path, cfg: SJCConfig, latent_channels: int) -> 
     field_file = Path(field_file)
     if not field_file.is_file():
         raise FileNotFoundError(f"no saved field at {field_file}: run stage 04 first (`dvc repro sjc`)")
-    field = voxel.VoxelField(cfg.resolution, latent_channels, cfg.bound, cfg.density_shift)
-    field.load_state_dict(torch.load(field_file, map_location="cpu", weights_only=True))
-    return field
+    return system.field_from_state(checkpoints.load(field_file), cfg, latent_channels)
 
 
 def turntable_figure_rows(

@@ -50,13 +50,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import trimesh
 from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from zero1to3 import cameras
 from zero1to3.config import SJCConfig  # noqa: F401  (stage 04's config; `sjc.SJCConfig` for notebooks)
-from zero1to3.core import checkpoints, files, fingerprint
+from zero1to3.core import checkpoints, fingerprint
 from zero1to3.core import progress as zprogress
 from zero1to3.dataset import data
 from zero1to3.model.components import Zero123Components
@@ -67,10 +66,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "sjc"  # <checkpoint_dir>/sjc_NNNNNN.pt
 INPUT_DEPTH_SMOOTH_FACTOR = 0.1  # the paper's input-view depth TV is 0.1 x depth_smooth_weight
 # (docs/conventions.md#sjc-score-and-losses)
-# `export_mesh` iso-level = 1.5 x the mean density after a 3^3 mean filter: the best of 1, 1.25, 1.5, 2 over the
-# default runs on duck and mug (measured). The paper's 8 x mean suits its box, 8x the object's volume; ours is tight.
-MESH_THRESHOLD_MEAN_FACTOR = 1.5
-MESH_SMOOTH_KERNEL = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,14 +243,21 @@ def run_identity(
     }
 
 
-def identity_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The keys of two `run_identity`s (config, seed, use_pose, input, prior) in which they differ, sorted."""
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     """The newest `sjc_NNNNNN.pt` in `checkpoint_dir`, if any."""
     return checkpoints.latest(checkpoint_dir, CHECKPOINT_PREFIX)
+
+
+def field_from_state(state: dict[str, Tensor], cfg: SJCConfig, feature_dim: int) -> voxel.VoxelField:
+    """The field `reconstruct` optimised under `cfg`, rebuilt on the CPU from its state dict.
+
+    The one loader behind both field files, which differ on disk and stay so: stage 04's `<id>.field.pt` is the
+    bare state dict (`reconstruction.load_field`, config from params), the `reconstruct` command's `field.pt`
+    holds it under "field" beside the run's identity and config (`image_to_3d.load_field`).
+    """
+    field = voxel.VoxelField(cfg.resolution, feature_dim, cfg.bound, cfg.density_shift)
+    field.load_state_dict(state)
+    return field
 
 
 def reconstruct(
@@ -322,12 +324,12 @@ def reconstruct(
         # 4. Resume from the newest checkpoint of the same run (same prior, input, seed and config), else afresh
         start = 0
         last = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-        state = checkpoints.load(last) if last is not None else None
-        if state is not None and state["identity"] != identity:
+        state, same = fingerprint.load_saved(last, checkpoints.load, {"identity": identity})
+        if state is not None and not same:
             logger.warning(
                 "SJC checkpoints in %s belong to another run (%s differ): starting afresh",
                 checkpoint_dir,
-                ", ".join(identity_differences(identity, state["identity"])),
+                ", ".join(fingerprint.differences(identity, state.get("identity") or {})),
             )
             checkpoints.remove(checkpoint_dir, CHECKPOINT_PREFIX)
             state = None
@@ -396,48 +398,6 @@ def reconstruct(
                 )
         bar.close()
     return SJCResult(field, history, time.perf_counter() - tick, start)
-
-
-class EmptyMeshError(ValueError):
-    """The field has no surface at the requested iso-level (`export_mesh` raises it rather than write nothing)."""
-
-
-def export_mesh(
-    field: voxel.VoxelField,
-    path: str | Path,
-    threshold: float | None = None,
-    threshold_mean_factor: float | None = None,
-    upsample: int = 2,
-    smooth_kernel: int = MESH_SMOOTH_KERNEL,
-    erosion_kernel: int = 1,
-) -> trimesh.Trimesh:
-    """Marching cubes on the field's density, written to `path` (`.ply` or `.obj`, by suffix, atomically).
-
-    Vertices are in the field's frame, which is the dataset's normalised frame (Z up, the object in
-    [-0.5, 0.5]^3), so the mesh compares directly with `data/renders/<id>/mesh.obj`. The options are
-    `voxel.extract_mesh`'s (`voxel.PAPER_MESH_RECIPE` is the paper's); with neither `threshold` (absolute
-    density) nor `threshold_mean_factor` given, the iso-level is `MESH_THRESHOLD_MEAN_FACTOR` x mean density.
-
-    Raises:
-        EmptyMeshError: nothing crosses the iso-level; no file is written.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in ("ply", "obj"):
-        raise ValueError(f"`path` must end in .ply or .obj, got {path.name!r}")
-    if threshold is None and threshold_mean_factor is None:
-        threshold_mean_factor = MESH_THRESHOLD_MEAN_FACTOR
-    options = {"upsample": upsample, "smooth_kernel": smooth_kernel, "erosion_kernel": erosion_kernel}
-    mesh = voxel.extract_mesh(field, threshold=threshold, threshold_mean_factor=threshold_mean_factor, **options)
-    if len(mesh.faces) == 0:
-        density = field.density_grid()
-        raise EmptyMeshError(
-            f"no surface at threshold={threshold} (mean factor {threshold_mean_factor}): the density spans "
-            f"[{density.min().item():.4g}, {density.max().item():.4g}]; nothing written to {path}"
-        )
-    exported = mesh.export(file_type=suffix)
-    files.write_bytes_atomic(path, exported.encode() if isinstance(exported, str) else exported)
-    return mesh
 
 
 @torch.no_grad()

@@ -42,16 +42,6 @@ logger = logging.getLogger(__name__)
 # thin but has gradient.
 PAPER_DENSITY_SHIFT = -1.0
 
-# The paper's mesh export (docs/conventions.md#mesh-recipe, `vox.export_mesh`): x2 trilinear upsampling of the raw
-# density,
-# 7^3 mean filter, threshold = 8 x mean density, 5^3 grey erosion. Use as `extract_mesh(f, **PAPER_MESH_RECIPE)`.
-PAPER_MESH_RECIPE: dict[str, float | int] = {
-    "upsample": 2,
-    "smooth_kernel": 7,
-    "threshold_mean_factor": 8.0,
-    "erosion_kernel": 5,
-}
-
 
 class VoxelField(nn.Module):
     """Dense density + feature grids over `[-bound, bound]^3`, looked up trilinearly.
@@ -155,7 +145,8 @@ def _resample(volume: Float[Tensor, "D H W"], factor: int) -> Float[Tensor, "D2 
     return F.interpolate(volume[None, None], size=size, mode="trilinear", align_corners=True)[0, 0]
 
 
-def _check_odd(name: str, value: int) -> None:
+def check_odd_kernel(name: str, value: int) -> None:
+    """A `ValueError` naming `name` unless `value` is an odd filter side >= 1 (1 = the filter is off)."""
     if value < 1 or value % 2 == 0:
         raise ValueError(f"`{name}` must be an odd kernel size >= 1 (1 = off), got {value}")
 
@@ -173,9 +164,8 @@ def extract_mesh(
 ) -> trimesh.Trimesh:
     """Iso-surface of a density field by marching cubes, with vertices in world coordinates.
 
-    Follows the paper's recipe as options (docs/conventions.md#mesh-recipe; `PAPER_MESH_RECIPE` sets them all):
-    upsample,
-    activate, mean-filter, pick the threshold, grey-erode, march. Unlike the paper, vertices stay in
+    Follows the paper's recipe as options (docs/conventions.md#mesh-recipe; `mesh.PAPER_MESH` holds its values):
+    upsample, activate, mean-filter, pick the threshold, grey-erode, march. Unlike the paper, vertices stay in
     the field's own frame (Z up, box `[-bound, bound]^3`), so the mesh compares directly with a
     ground-truth mesh in the world.
 
@@ -199,8 +189,8 @@ def extract_mesh(
     # 1. Check the options, then the density on the (upsampled) grid
     if upsample < 1:
         raise ValueError(f"`upsample` must be an integer factor >= 1, got {upsample}")
-    _check_odd("smooth_kernel", smooth_kernel)
-    _check_odd("erosion_kernel", erosion_kernel)
+    check_odd_kernel("smooth_kernel", smooth_kernel)
+    check_odd_kernel("erosion_kernel", erosion_kernel)
     if (threshold is None) == (threshold_mean_factor is None):
         raise ValueError(
             f"give exactly one of `threshold` ({threshold}) and `threshold_mean_factor` ({threshold_mean_factor})"
