@@ -7,6 +7,11 @@ writes `results/benchmarks/study.json`. The slowest cells show where the time go
 earlier run (its notebook's "Reused: ..." line: renders, a resumed training, finished reconstructions) is named,
 and then the total does not measure the budget (`within_budget` is null): only a study run from nothing does.
 
+Machines of one kind differ up to 3x in speed, so the script also times a fixed reference workload on this machine
+(`reference_seconds`: 50 bare fp32 training steps of the default UNet, image encoder and pose projection at the
+default batch, on one thread) and gives the study's time in units of it. Run it right after the study, on the same
+idle machine: two machines' studies compare by `study_in_reference_units`, not by minutes.
+
     python benchmarks/bench_study.py [--notebooks results/notebooks] [--out results/benchmarks/study.json]
 """
 
@@ -19,11 +24,18 @@ import platform
 from pathlib import Path
 
 import nbformat
+import torch
 
+import bench_train
 from zero1to3 import stages
+from zero1to3.config import FinetuneConfig
 from zero1to3.core import files, progress
+from zero1to3.novel_views import train
 
-BUDGET_MINUTES = 90.0  # the default study on the 2-core machine (README)
+BUDGET_MINUTES = 60.0  # the default study from nothing on an idle 2-core machine (README)
+AIM_MINUTES = 45.0
+REFERENCE_STEPS = 50  # timed steps of the reference workload
+REFERENCE_WARMUP = 5  # steps run first and not timed (oneDNN kernel selection, allocator)
 
 
 NOTHING_REUSED = progress.reuse_line([])  # a notebook's line when its stage computed everything itself
@@ -77,13 +89,31 @@ def stage_times(folder: Path) -> dict[str, dict]:
     return out
 
 
+def reference_seconds(params: str = "params.yaml", steps: int = REFERENCE_STEPS) -> float:
+    """Seconds of `steps` bare fp32 training steps of the default tiny UNet, image encoder and pose projection at the
+    default batch, on one thread (`bench_train.bare_steps`: random tensors, AdamW), after a warm-up. The same work
+    on any machine: the unit in which two machines' studies compare."""
+    group = stages.load_params(params)["finetune"]
+    cfg = FinetuneConfig.from_dict(group["training"] | {"seed": 0, "use_pose": True})
+    components = train.build_components("tiny", group["tiny_model"], "", cfg.prediction_type, 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = bench_train.bare_steps(components, cfg, REFERENCE_WARMUP + steps)
+    finally:
+        torch.set_num_threads(threads)
+    return sum(times[REFERENCE_WARMUP:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", default="results/notebooks")
     parser.add_argument("--out", default="results/benchmarks/study.json")
+    parser.add_argument("--params", default="params.yaml", help="the defaults the reference workload is built from")
     args = parser.parse_args()
     stages = stage_times(Path(args.notebooks))
     total = round(sum(s["minutes"] for s in stages.values()), 2)
+    reference = reference_seconds(args.params)
     reused = {stage: s["reused"] for stage, s in stages.items() if s["reused"]}
     out = {
         "total_minutes": total,
@@ -91,7 +121,12 @@ def main() -> None:
         # a stage that took over renders, a trained model or finished reconstructions from an earlier run (a resumed
         # study) did not take the time the study takes: its total says nothing about the budget
         "within_budget": total <= BUDGET_MINUTES if not reused else None,
+        "aim_minutes": AIM_MINUTES,
         "reused": reused,
+        "reference_seconds": round(reference, 2),
+        "reference_workload": f"{REFERENCE_STEPS} bare fp32 training steps of the default UNet, image encoder and pose "
+        "projection at the default batch, one thread, timed by this script after the study on the same machine",
+        "study_in_reference_units": round(total * 60.0 / reference, 1),
         "stages": stages,
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -108,6 +143,9 @@ def main() -> None:
             print(f"{'':>9}  {s['reused']}")
     verdict = {True: "met", False: "MISSED", None: "not measured: a stage reused earlier work"}[out["within_budget"]]
     print(f"{'total':>9}: {total:6.1f} min   (budget {BUDGET_MINUTES:.0f} min: {verdict})")
+    print(
+        f"reference workload: {reference:.1f} s on this machine; the study is {out['study_in_reference_units']} of it"
+    )
     files.write_json_atomic(args.out, out)
     print(json.dumps({k: v for k, v in out.items() if k != "stages"}, indent=2))
 

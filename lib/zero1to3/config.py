@@ -252,7 +252,7 @@ class SJCConfig(_FromDict):
     """
 
     iterations: int
-    """Optimiser steps (the paper: 10,000 on a GPU; 900 fit ~40 s at the measured 20-25 it/s)."""
+    """Optimiser steps (the paper: 10,000 on a GPU; the study takes 600 for time, docs/speed.md)."""
     resolution: int
     """Voxel grid nodes per axis (the paper: 100); 48^3 with 2 views beat 64^3 with 1 view in IoU at equal time."""
     bound: float

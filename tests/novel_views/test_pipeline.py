@@ -11,6 +11,7 @@ import torch
 from conftest import disc_rgba
 from zero1to3 import cameras
 from zero1to3.core import outputs
+from zero1to3.dataset import data, objects
 from zero1to3.model import builders, schedulers
 from zero1to3.novel_views import pipeline, sample
 from zero1to3.single_image import inputs
@@ -233,12 +234,37 @@ def generate(components, rgba, inp, tgt, ids, **kw):
 def test_generate_views_per_object_independent_of_the_other_objects(pipe):
     rgba, inp, tgt = views()
     ids = ["a", "b", "c"]
-    full = generate(pipe.components, rgba, inp, tgt, ids)
+    full = generate(pipe.components, rgba, inp, tgt, ids, objects_per_call=1)
     assert full.shape == (3, 3, 32, 32, 3) and full.dtype == np.uint8
     order = [2, 0]  # a subset, in another order
-    part = generate(pipe.components, rgba[order], inp[order], tgt[order], [ids[i] for i in order])
+    part = generate(pipe.components, rgba[order], inp[order], tgt[order], [ids[i] for i in order], objects_per_call=1)
     np.testing.assert_array_equal(part, full[order])
+    batched = generate(pipe.components, rgba[order], inp[order], tgt[order], [ids[i] for i in order])
+    assert np.abs(batched.astype(int) - full[order]).max() <= 1  # one call for both: rounding only
     assert not np.array_equal(generate(pipe.components, rgba, inp, tgt, ids, seed=1), full)
+
+
+def test_generate_views_one_object_per_call_is_each_objects_own_sampling(pipe):
+    rgba, inp, tgt = views()
+    ids = ["a", "b", "c"]
+    alone = generate(pipe.components, rgba, inp, tgt, ids, objects_per_call=1)
+    for i, object_id in enumerate(ids):  # the loop before batching: one call, one generator per object
+        poses = cameras.relative_pose(np.broadcast_to(inp[i], tgt[i].shape), tgt[i])
+        images = data.to_model_images(rgba[i])[None].expand(len(poses), -1, -1, -1)
+        generator = torch.Generator().manual_seed(objects.object_seed_value(0, object_id))
+        own = sample.sample_novel_views(pipe.components, images, torch.from_numpy(poses), STEPS, 3.0, 1.0, generator)
+        np.testing.assert_array_equal(alone[i], pipeline.to_uint8(own.images.permute(0, 2, 3, 1).numpy()))
+
+
+def test_generate_views_batched_objects_match_each_sampled_alone(pipe):
+    rgba, inp, tgt = views(num_objects=5)
+    ids = list("abcde")
+    alone = generate(pipe.components, rgba, inp, tgt, ids, objects_per_call=1).astype(int)
+    for per_call in (2, 5):  # a last, smaller call; all in one
+        batched = generate(pipe.components, rgba, inp, tgt, ids, objects_per_call=per_call).astype(int)
+        assert np.abs(batched - alone).max() <= 1  # the UNet's batch may round differently, not the noise
+    with pytest.raises(ValueError, match="objects_per_call"):
+        generate(pipe.components, rgba, inp, tgt, ids, objects_per_call=0)
 
 
 def test_pose_shift_is_the_rolled_poses_in_target_order(pipe):

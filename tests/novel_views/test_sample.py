@@ -120,3 +120,19 @@ def test_the_models_schedule_is_the_default_and_a_bad_one_is_named(dummy_compone
         run(official, images, poses, schedule="ldm")
     with pytest.raises(ValueError, match="num_steps >= 2"):
         run(official, images, poses, num_steps=1)
+
+
+def test_noise_streams_draw_each_groups_rows_from_its_own_generator():
+    shape = torch.Size((6, 4, 2, 2))
+    whole = sample.noise_streams(torch.Generator().manual_seed(3), 6)(shape)
+    torch.testing.assert_close(whole, torch.randn(shape, generator=torch.Generator().manual_seed(3)), rtol=0, atol=0)
+    one = sample.noise_streams([torch.Generator().manual_seed(3)], 6)(shape)
+    torch.testing.assert_close(one, whole, rtol=0, atol=0)
+    draw = sample.noise_streams([torch.Generator().manual_seed(s) for s in (5, 3, 7)], 6)
+    first, second = draw(shape), draw(shape)
+    for k, s in enumerate((5, 3, 7)):  # group k: what its generator alone draws for its 2 rows, twice in a row
+        alone = sample.noise_streams(torch.Generator().manual_seed(s), 2)
+        torch.testing.assert_close(first[2 * k : 2 * k + 2], alone(torch.Size((2, 4, 2, 2))), rtol=0, atol=0)
+        torch.testing.assert_close(second[2 * k : 2 * k + 2], alone(torch.Size((2, 4, 2, 2))), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="6 rows does not split into 4 equal groups"):
+        sample.noise_streams([torch.Generator()] * 4, 6)

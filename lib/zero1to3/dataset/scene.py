@@ -98,6 +98,9 @@ def _setup_scene(cfg: RenderConfig, threads: int) -> Any:
     scene.cycles.glossy_bounces = 1
     scene.render.threads_mode = "FIXED"
     scene.render.threads = threads
+    # Keep the object's BVH and shaders from one view to the next (only the camera moves): the same pixels, measured
+    # on 529 views, in 15% less time (docs/speed.md).
+    scene.render.use_persistent_data = True
     scene.render.resolution_x = scene.render.resolution_y = cfg.resolution_px
     scene.render.resolution_percentage = 100
     scene.render.film_transparent = True  # alpha 0 wherever no geometry is hit

@@ -317,11 +317,15 @@ def generate_views(
     use_pose: bool = True,
     pose_shift: int = 0,
     progress: bool = True,
+    objects_per_call: int = 8,
 ) -> UInt8[np.ndarray, "N T H W 3"]:
-    """Each object's T target views from its input view: one `sample_novel_views` call per object.
+    """Each object's T target views from its input view, `objects_per_call` objects to one `sample_novel_views` call.
 
-    The noise of object i is seeded by `objects.object_seed_value(seed, object_ids[i])` and its batch holds only its
-    own T poses, so its views do not depend on which other objects are in the call, or their order.
+    The noise of object i is drawn from its own generator, seeded by `objects.object_seed_value(seed, object_ids[i])`
+    (`sample.noise_streams`), so its views do not depend on which other objects are in the call, or their order, up
+    to floating-point rounding: a UNet batch of another size may sum in another order. With `objects_per_call` 1
+    each object is sampled alone, bit for bit as before batching. The tiny model's UNet is too small to keep two cores
+    busy with one object's batch; eight objects at a time halve stage 03's time (docs/speed.md).
 
     Args:
         components: The model (put in eval mode here).
@@ -337,6 +341,7 @@ def generate_views(
         pose_shift: The "shuffled pose" control: k != 0 rolls each object's target poses by k along T
             (`np.roll`), so view j is generated with view (j - k) mod T's pose; images stay in target order.
         progress: Show a progress bar over the objects.
+        objects_per_call: Objects sampled together in one batch (a fixed number, so results repeat on one machine).
 
     Returns:
         The generated views, uint8 RGB, in target order.
@@ -349,24 +354,34 @@ def generate_views(
         )
     if input_rgba.shape[1:3] != (size, size):
         raise ValueError(f"`input_rgba` must be {size}x{size} for this model, got {input_rgba.shape[1:3]}")
+    if objects_per_call < 1:
+        raise ValueError(f"`objects_per_call` must be >= 1, got {objects_per_call}")
     components.eval()
     num_targets = target_centers.shape[1]
     out = np.zeros((n, num_targets, size, size, 3), np.uint8)
-    for i, object_id in enumerate(zprogress.bar(object_ids, desc="objects", disable=not progress)):
-        poses = cameras.relative_pose(np.broadcast_to(input_centers[i], target_centers[i].shape), target_centers[i])
-        poses = np.roll(poses, pose_shift, axis=0)  # (T, 4); pose_shift=0 leaves it as is
-        images = data.to_model_images(input_rgba[i])[None].expand(num_targets, -1, -1, -1)  # (T, 3, S, S)
+    chunks = [range(s, min(s + objects_per_call, n)) for s in range(0, n, objects_per_call)]
+    bar = zprogress.bar(total=n, desc="objects", disable=not progress)
+    for chunk in chunks:
+        poses = [
+            cameras.relative_pose(np.broadcast_to(input_centers[i], target_centers[i].shape), target_centers[i])
+            for i in chunk
+        ]
+        poses = [np.roll(p, pose_shift, axis=0) for p in poses]  # (T, 4) each; pose_shift=0 leaves it as is
+        images = torch.cat([data.to_model_images(input_rgba[i])[None].expand(num_targets, -1, -1, -1) for i in chunk])
         result = sample.sample_novel_views(
             components,
-            images,
-            torch.from_numpy(np.ascontiguousarray(poses)),
+            images,  # (k T, 3, S, S): each object's input view, once per target
+            torch.from_numpy(np.ascontiguousarray(np.concatenate(poses))),
             num_steps,
             guidance_scale,
             eta,
-            torch.Generator().manual_seed(objects.object_seed_value(seed, object_id)),
+            [torch.Generator().manual_seed(objects.object_seed_value(seed, object_ids[i])) for i in chunk],
             use_pose=use_pose,
         )
-        out[i] = to_uint8(result.images.permute(0, 2, 3, 1).cpu().numpy())  # (T, S, S, 3)
+        views = to_uint8(result.images.permute(0, 2, 3, 1).cpu().numpy())  # (k T, S, S, 3)
+        out[chunk.start : chunk.stop] = views.reshape(len(chunk), num_targets, size, size, 3)
+        bar.update(len(chunk))
+    bar.close()
     return out
 
 

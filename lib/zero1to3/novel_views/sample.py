@@ -43,7 +43,7 @@ def sample_novel_views(
     num_steps: int,
     guidance_scale: float,
     eta: float,
-    generator: torch.Generator,
+    generator: torch.Generator | list[torch.Generator],
     use_pose: bool = True,
     progress: bool = False,
     schedule: str | None = None,
@@ -57,7 +57,10 @@ def sample_novel_views(
         num_steps: DDIM steps.
         guidance_scale: Classifier-free guidance weight s; 1 disables guidance (no unconditional pass).
         eta: DDIM stochasticity (0 deterministic DDIM, 1 the paper's DDPM-like setting).
-        generator: Draws the initial noise and DDIM's per-step noise (CPU generator).
+        generator: Draws the initial noise and DDIM's per-step noise (CPU generator). A list of K generators splits
+            the batch into K equal groups of rows, each drawing its own noise from its own generator: group k's
+            noise is what a call with its rows alone and generator k would draw, so several objects sample in one
+            batch with the noise each would get on its own (`noise_streams`).
         use_pose: False samples the no-pose baseline (its pose input is always zero).
         progress: Show a progress bar over the denoising steps.
         schedule: DDIM timesteps, "official" or "diffusers" (`schedulers.DDIM_SCHEDULES`); None: the model's
@@ -66,6 +69,7 @@ def sample_novel_views(
     # 1. Check inputs
     if input_images.shape[0] != poses.shape[0]:
         raise ValueError(f"need one pose per input image: {input_images.shape[0]} images, {poses.shape[0]} poses")
+    noise = noise_streams(generator, input_images.shape[0])
     if num_steps < 1:
         raise ValueError(f"`num_steps` must be >= 1, got {num_steps}")
     if guidance_scale < 0:
@@ -89,14 +93,33 @@ def sample_novel_views(
     scheduler = schedulers.make_ddim_sampler(components.scheduler, num_steps, schedule, device)
 
     # 4. Prepare the initial noise
-    latents = torch.randn(concat.shape, generator=generator).to(device) * scheduler.init_noise_sigma
+    latents = noise(concat.shape).to(device) * scheduler.init_noise_sigma
 
     # 5. Denoising loop with classifier-free guidance (both branches in one UNet call; scale 1: conditional only)
     for t in zprogress.bar(scheduler.timesteps, desc="ddim", disable=not progress, leave=False):
         model_in = scheduler.scale_model_input(latents, t)
         out = conditioning.guided_prediction(components.unet, model_in, t, cond, guidance_scale)
-        latents = scheduler.step(out, t, latents, eta=eta, generator=generator).prev_sample
+        step_noise = noise(out.shape, out.dtype).to(device) if eta > 0 else None  # as diffusers' step draws it
+        latents = scheduler.step(out, t, latents, eta=eta, variance_noise=step_noise).prev_sample
 
     # 6. Decode to images in [0, 1]
     decoded = encoders.decode_latents(components.vae, latents)
     return SampleOutput(((decoded + 1.0) / 2.0).clamp(0.0, 1.0), latents, poses)
+
+
+def noise_streams(generator: torch.Generator | list[torch.Generator], batch: int):
+    """A function `shape -> Gaussian noise of that shape` whose rows come from the generators in equal groups.
+
+    One generator draws the whole batch (`torch.randn(shape, generator=...)`, as diffusers' `randn_tensor` does on
+    the CPU). K generators each draw the rows of their own group, `shape[0] // K` of them, so a group's stream is
+    the same whichever other groups share the batch.
+    """
+    generators = generator if isinstance(generator, list) else [generator]
+    if not generators or batch % len(generators):
+        raise ValueError(f"the batch of {batch} rows does not split into {len(generators)} equal groups of generator")
+    rows = batch // len(generators)
+
+    def draw(shape: torch.Size, dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.cat([torch.randn((rows, *shape[1:]), generator=g, dtype=dtype) for g in generators])
+
+    return draw
