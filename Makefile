@@ -22,8 +22,10 @@ quick: setup
 lab: setup
 	bash scripts/lab.sh
 
+# the suite, then the committed results against the committed code (stale results fail, naming their stages)
 test: setup
 	python -m pytest -n 2 --dist loadgroup
+	python scripts/check_fresh.py
 
 test-fast: setup
 	python -m pytest -n 2 --dist loadgroup -m "not slow"

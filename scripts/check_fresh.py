@@ -16,10 +16,20 @@ import argparse
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_yaml(path: Path) -> Any:
+    """A YAML file read as DVC reads it: YAML 1.2 (ruamel.yaml), where `no` is a string and `1e-06` a number.
+
+    PyYAML reads YAML 1.1, where the `no` and `1e-06` that DVC writes into dvc.lock become False and a string: every
+    params group holding one would then look changed.
+    """
+    return YAML(typ="safe", pure=True).load(path.read_text())
 
 
 def _md5(path: Path) -> str:
@@ -41,10 +51,10 @@ def _written_by_a_stage(path: str, outputs: set[str]) -> bool:
 
 def stale_stages(repo: Path = REPO) -> dict[str, list[str]]:
     """`{stage: [what changed, ...]}` for every stage whose recorded inputs differ from the files; {} when fresh."""
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    stages = _load_yaml(repo / "dvc.yaml")["stages"]
     lock_path = repo / "dvc.lock"
-    locked = yaml.safe_load(lock_path.read_text())["stages"] if lock_path.is_file() else {}
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    locked = _load_yaml(lock_path)["stages"] if lock_path.is_file() else {}
+    params = _load_yaml(repo / "params.yaml")
     outputs = _outputs(stages)
     stale: dict[str, list[str]] = {}
     for name, stage in stages.items():

@@ -60,6 +60,24 @@ def test_an_edited_module_makes_every_stage_that_runs_it_stale(project, capsys):
     assert "stale: stage one: lib/a.py (changed)" in err and "2 stage(s)" in err
 
 
+def test_params_are_read_as_dvc_writes_them_yaml_1_2(project):
+    """DVC writes `no` and `1e-06` bare into dvc.lock; read as YAML 1.1 they would be False and a string."""
+    (project / "params.yaml").write_text(
+        'one: {seed: 0, sizes: [1, 2], precision: "no", weight: 1.0e-6}\ntwo: {seed: 1}\n'
+    )
+    lock = (
+        (project / "dvc.lock")
+        .read_text()
+        .replace("seed: 0", "seed: 0\n          precision: no\n          weight: 1e-06")
+    )
+    (project / "dvc.lock").write_text(lock)
+    assert "precision: no" in lock and check_fresh.stale_stages(project) == {}
+    (project / "params.yaml").write_text(
+        'one: {seed: 0, sizes: [1, 2], precision: "no", weight: 2.0e-6}\ntwo: {seed: 1}\n'
+    )
+    assert check_fresh.stale_stages(project) == {"one": ["params.yaml group 'one'"]}
+
+
 def test_params_a_new_or_dropped_dependency_and_the_command_count(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["one"]["sizes"] = [1, 2, 3]
