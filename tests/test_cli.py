@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -314,3 +315,58 @@ def test_cli_reconstruct_auto_reads_the_model_folders_probe(saved_model, image_p
     assert cli.main(argv("broken")) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("zero1to3 reconstruct: error:") and str(model / elevation.PROBE_FILE) in last
+
+
+# One writer per output: `cli.one_writer`
+
+
+def test_a_second_reconstruct_into_a_busy_out_is_one_line_and_touches_nothing(
+    saved_model, image_path, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    with cli.one_writer(out, cli.RECONSTRUCT_LOCK, "reconstruct"):  # another run holds --out
+        before = sorted(p.name for p in out.iterdir())
+        assert cli.main(_reconstruct_argv(image_path, out, saved_model)) == 2
+        assert sorted(p.name for p in out.iterdir()) == before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and f"{out} is being written by another `zero1to3 reconstruct` run (pid {os.getpid()})" in err[0]
+    )
+    assert not out.exists(), "the holder created --out and wrote nothing: it is removed with the lock"
+    assert cli.main(_reconstruct_argv(image_path, out, saved_model)) == 0  # free again
+    assert (out / "reconstruction.json").is_file() and not (out / cli.RECONSTRUCT_LOCK).exists()
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_block(saved_model, image_path, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / cli.RECONSTRUCT_LOCK).write_text("pid 999999\n")  # no process holds it
+    assert cli.main(_reconstruct_argv(image_path, out, saved_model)) == 0
+    assert (out / "reconstruction.json").is_file()
+
+
+def test_a_failed_reconstruct_leaves_no_folder_it_created(tmp_path, image_path, capsys):
+    out = tmp_path / "new" / "out"
+    assert cli.main(_reconstruct_argv(image_path, out, str(tmp_path / "no_model_here"))) == 2
+    assert "no_model_here" in capsys.readouterr().err and not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert cli.main(_reconstruct_argv(image_path, kept, str(tmp_path / "no_model_here"))) == 2
+    assert kept.is_dir() and not any(kept.iterdir()), "a folder the user made stays, empty as it was"
+
+
+def test_sample_into_a_busy_or_unwritable_out_fails_before_the_model_loads(image_path, tmp_path, capsys, monkeypatch):
+    from zero1to3.novel_views import pipeline
+
+    loads = []
+    monkeypatch.setattr(pipeline.Zero123Pipeline, "from_pretrained", lambda *a, **k: loads.append(a) or 1 / 0)
+    out = tmp_path / "views" / "view.png"
+    with cli.one_writer(out.parent, f".{out.name}.lock", "sample", out):
+        assert cli.main(["sample", image_path, "--model", "m", "--out", str(out)]) == 2
+    assert f"{out} is being written by another `zero1to3 sample` run" in capsys.readouterr().err
+    assert not out.parent.exists()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert cli.main(["sample", image_path, "--model", "m", "--out", str(blocker / "view.png")]) == 2
+    assert f"cannot write to the output folder {blocker}" in capsys.readouterr().err
+    assert loads == []

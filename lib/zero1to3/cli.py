@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import io
 import logging
+import os
 import re
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +30,60 @@ from zero1to3 import config, stages
 from zero1to3.core import files
 from zero1to3.stages import read_params
 
+RECONSTRUCT_LOCK = ".zero1to3-reconstruct.lock"  # in --out while a `reconstruct` run writes there
 GIF_FRAME_MS = 200  # `sample --azimuth-sweep`: a 12-view turntable loops in 2.4 s, slow enough to follow
 
 logger = logging.getLogger(__name__)
+
+
+class OutputBusyError(OSError):
+    """Another run of a command is writing the same output."""
+
+
+@contextlib.contextmanager
+def one_writer(folder: Path, lock_name: str, command: str, output: Path | None = None) -> Iterator[Path]:
+    """Hold the output `folder`, or one `output` in it, for this run alone until the block ends (lock `lock_name`).
+
+    Creates `folder` if needed, proving it writable before any model loads, and takes an exclusive `flock` on
+    `folder / lock_name`, which records this process's id. A second run gets `OutputBusyError` naming the output and
+    the holder, at once. The lock file is removed when the block ends, and so is `folder` if this run created it
+    and wrote nothing else into it (a run that failed early leaves no empty folder).
+    """
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
+    path = folder / lock_name
+    while True:  # a lock taken on a file another run removed in between is no lock: take it again
+        try:
+            handle = path.open("a+")
+        except OSError as err:
+            raise OSError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            handle.close()
+            raise OutputBusyError(
+                f"{output or folder} is being written by another `zero1to3 {command}` run ({holder}): "
+                "wait for it to finish, or pass another --out"
+            ) from None
+        if path.exists() and os.path.samefile(path, handle.name) and os.fstat(handle.fileno()).st_nlink:
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield folder
+    finally:
+        path.unlink(missing_ok=True)  # still holding the lock: a run waiting on this file retries on a new one
+        handle.close()
+        if created and not any(folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,12 +239,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> list[Path]:
-    import numpy as np
-    import torch
-    from PIL import Image
 
-    from zero1to3.core import figures
-    from zero1to3.novel_views import pipeline
     from zero1to3.single_image import inputs
 
     out = Path(args.out)
@@ -198,6 +248,18 @@ def _sample(args: argparse.Namespace) -> list[Path]:
     if args.azimuth_sweep < 0:
         raise ValueError(f"--azimuth-sweep must be >= 0 (0: a single view), got {args.azimuth_sweep}")
     image = inputs.load_image(args.image)  # a missing or unreadable image fails before the weights load
+    with one_writer(out.parent, f".{out.name}.lock", "sample", out):  # writable and ours before the weights load
+        return _sample_into(args, out, image)
+
+
+def _sample_into(args: argparse.Namespace, out: Path, image: Any) -> list[Path]:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from zero1to3.core import figures
+    from zero1to3.novel_views import pipeline
+
     try:
         pipe = pipeline.Zero123Pipeline.from_pretrained(args.model)
     except FileNotFoundError as err:
@@ -311,8 +373,7 @@ def _reconstruct(args: argparse.Namespace) -> Any:
 
     import torch
 
-    from zero1to3.novel_views import pipeline
-    from zero1to3.single_image import elevation, image_to_3d, inputs
+    from zero1to3.single_image import image_to_3d, inputs
     from zero1to3.sjc import mesh
 
     # 1. Everything that needs no weights: settings, camera, image, output folder
@@ -333,9 +394,19 @@ def _reconstruct(args: argparse.Namespace) -> Any:
         raise ValueError(f"--object-fraction must be in [0.05, 1], got {args.object_fraction}")
     settings = mesh.MeshSettings(args.mesh_grid, args.mesh_threshold, args.mesh_smooth, args.mesh_erosion)
     image = inputs.load_image(args.image)  # missing, a folder, unreadable, too large: before the weights load
-    image_to_3d.check_writable(args.out)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    with one_writer(Path(args.out), RECONSTRUCT_LOCK, "reconstruct"):  # one run per --out, before the weights load
+        image_to_3d.check_writable(args.out)
+        return _reconstruct_into(args, image, cfg, seed, polar, radius, settings)
+
+
+def _reconstruct_into(
+    args: argparse.Namespace, image: Any, cfg: Any, seed: int, polar: float | str, radius: float, settings: Any
+) -> Any:
+    from zero1to3.novel_views import pipeline
+    from zero1to3.single_image import elevation, image_to_3d
+    from zero1to3.sjc import mesh
 
     # 2. The model
     try:
