@@ -43,13 +43,13 @@ def main() -> None:
         scores, seconds = {}, {}
         for steps in args.steps:
             tick = time.perf_counter()
+            held_out = (views.input_rgba, views.input_centers, views.target_centers, views.object_ids, steps)
             images = pipeline.generate_views(
-                model.components, views.input_rgba, views.input_centers, views.target_centers, views.object_ids,
-                steps, sampler["guidance_scale"], sampler["eta"], group["seed"], progress=False,
-            )  # fmt: skip
+                model.components, *held_out, sampler["guidance_scale"], sampler["eta"], group["seed"], progress=False
+            )
             seconds[steps] = round(time.perf_counter() - tick, 1)
-            scores[steps] = evaluate.novel_view_scores({"model": images}, views.target_rgba, views.input_rgba,
-                                                       views.object_ids)["model"]  # fmt: skip
+            truth = (views.target_rgba, views.input_rgba, views.object_ids)
+            scores[steps] = evaluate.novel_view_scores({"model": images}, *truth)["model"]
         fewer, more = args.steps
         out["sets"][name] = {
             "objects": len(views.object_ids),

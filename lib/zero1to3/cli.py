@@ -49,11 +49,10 @@ def one_writer(folder: Path, lock_name: str, command: str, output: Path | None =
     the holder, at once. The lock file is removed when the block ends, and so is `folder` if this run created it
     and wrote nothing else into it (a run that failed early leaves no empty folder).
     """
+    from zero1to3.single_image import image_to_3d
+
     created = not folder.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
+    image_to_3d.check_writable(folder)  # creates it, or an OSError naming it
     path = folder / lock_name
     while True:  # a lock taken on a file another run removed in between is no lock: take it again
         try:
@@ -70,8 +69,11 @@ def one_writer(folder: Path, lock_name: str, command: str, output: Path | None =
                 f"{output or folder} is being written by another `zero1to3 {command}` run ({holder}): "
                 "wait for it to finish, or pass another --out"
             ) from None
-        if path.exists() and os.path.samefile(path, handle.name) and os.fstat(handle.fileno()).st_nlink:
-            break
+        try:
+            if os.path.samestat(os.fstat(handle.fileno()), path.stat()):  # still the file at `path`
+                break
+        except FileNotFoundError:
+            pass
         handle.close()
     try:
         handle.seek(0)
@@ -239,7 +241,6 @@ def sample_command(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> list[Path]:
-
     from zero1to3.single_image import inputs
 
     out = Path(args.out)
@@ -397,7 +398,6 @@ def _reconstruct(args: argparse.Namespace) -> Any:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
     with one_writer(Path(args.out), RECONSTRUCT_LOCK, "reconstruct"):  # one run per --out, before the weights load
-        image_to_3d.check_writable(args.out)
         return _reconstruct_into(args, image, cfg, seed, polar, radius, settings)
 
 
